@@ -1,0 +1,203 @@
+"""Aggregate interaction events into sparse users x items matrices.
+
+Everything here is vectorised: the events are mapped to integer codes once and summed
+with ``scipy.sparse.coo_matrix`` (duplicates add up), never a Python loop per row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from recsys.data import schema
+from recsys.data.idmap import IdMap
+
+
+class Weighting(BaseModel):
+    """How events become matrix weights.
+
+    weight = event_weights[event_type] (x value when ``use_values``) x 0.5 ** (age / half_life),
+    summed over all events of the same (user, item).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_weights: dict[str, float] = Field(default_factory=lambda: dict(schema.DEFAULT_EVENT_WEIGHTS))
+    default_weight: float = Field(1.0, ge=0, description="weight of event types not in event_weights")
+    use_values: bool = Field(False, description="multiply by the value column (quantity, rating)")
+    half_life_days: float | None = Field(None, gt=0, description="exponential time decay; None = off")
+    reference_time: int | None = Field(None, description="unix seconds 'now' for decay; None = newest event")
+    rating_threshold: float | None = Field(
+        None, description="drop rating events whose value is below this (explicit data as implicit)"
+    )
+    binary: bool = Field(False, description="1.0 for every (user, item) pair that has positive weight")
+
+    @field_validator("event_weights")
+    @classmethod
+    def _non_negative(cls, weights: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in weights.items() if v < 0}
+        if bad:
+            raise ValueError(f"event weights must be >= 0, got {bad}")
+        return weights
+
+
+def event_weights(interactions: pd.DataFrame, weighting: Weighting) -> np.ndarray:
+    """Weight of each event row, shape (len(interactions),) float64 (before summing per pair)."""
+    n = len(interactions)
+    if schema.EVENT_TYPE in interactions:
+        types = interactions[schema.EVENT_TYPE].astype("string").fillna("")
+        weights = types.map(weighting.event_weights).astype("float64").fillna(weighting.default_weight).to_numpy()
+    else:
+        weights = np.full(n, weighting.default_weight, dtype=np.float64)
+
+    if weighting.rating_threshold is not None and schema.VALUE in interactions:
+        values = interactions[schema.VALUE].to_numpy(dtype=np.float64, na_value=np.nan)
+        is_rating = (
+            interactions[schema.EVENT_TYPE].astype("string").eq(schema.RATING).fillna(False).to_numpy()
+            if schema.EVENT_TYPE in interactions
+            else ~np.isnan(values)
+        )
+        weights = np.where(is_rating & ~(values >= weighting.rating_threshold), 0.0, weights)
+
+    if weighting.use_values and schema.VALUE in interactions:
+        values = interactions[schema.VALUE].to_numpy(dtype=np.float64, na_value=np.nan)
+        weights = weights * np.where(np.isnan(values), 1.0, values)
+
+    if weighting.half_life_days is not None and schema.TIMESTAMP in interactions:
+        ts = interactions[schema.TIMESTAMP].to_numpy(dtype=np.float64, na_value=np.nan)
+        now = float(weighting.reference_time) if weighting.reference_time is not None else np.nanmax(ts)
+        age_days = np.clip((now - ts) / 86400.0, 0.0, None)
+        weights = weights * np.where(np.isnan(age_days), 1.0, np.power(0.5, age_days / weighting.half_life_days))
+    return weights
+
+
+def _codes(values: pd.Series, ids: IdMap) -> np.ndarray:
+    return ids.to_index(values.astype(str).to_numpy())
+
+
+def build_user_items(
+    interactions: pd.DataFrame,
+    users: IdMap,
+    items: IdMap,
+    weighting: Weighting | None = None,
+) -> sp.csr_matrix:
+    """CSR matrix of shape (len(users), len(items)), float32, summed event weights.
+
+    Rows whose user or item is not in the maps are ignored; pairs whose total weight is 0
+    (for example only impressions) are dropped from the sparsity structure.
+    """
+    weighting = weighting or Weighting()
+    rows = _codes(interactions[schema.USER_ID], users)
+    cols = _codes(interactions[schema.ITEM_ID], items)
+    weights = event_weights(interactions, weighting)
+    keep = (rows >= 0) & (cols >= 0) & (weights != 0)
+    matrix = sp.coo_matrix(
+        (weights[keep], (rows[keep], cols[keep])), shape=(len(users), len(items)), dtype=np.float64
+    ).tocsr()
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    if weighting.binary:
+        matrix.data = (matrix.data > 0).astype(np.float64)
+        matrix.eliminate_zeros()
+    out = matrix.astype(np.float32)
+    out.sort_indices()
+    return out
+
+
+def build_ratings(interactions: pd.DataFrame, users: IdMap, items: IdMap) -> sp.csr_matrix | None:
+    """CSR matrix (n_users, n_items) float32 of explicit ratings, the mean where a pair is rated twice.
+
+    Uses rows whose event type is ``rating`` (or every row with a value when there is no
+    event type column). None when the data has no ratings.
+    """
+    if schema.VALUE not in interactions:
+        return None
+    values = interactions[schema.VALUE].to_numpy(dtype=np.float64, na_value=np.nan)
+    mask = ~np.isnan(values)
+    if schema.EVENT_TYPE in interactions:
+        mask &= interactions[schema.EVENT_TYPE].astype("string").eq(schema.RATING).fillna(False).to_numpy()
+    if not mask.any():
+        return None
+    sub = interactions.loc[mask]
+    rows = _codes(sub[schema.USER_ID], users)
+    cols = _codes(sub[schema.ITEM_ID], items)
+    ok = (rows >= 0) & (cols >= 0)
+    rows, cols, vals = rows[ok], cols[ok], values[mask][ok]
+    shape = (len(users), len(items))
+    sums = sp.coo_matrix((vals, (rows, cols)), shape=shape).tocsr()
+    counts = sp.coo_matrix((np.ones_like(vals), (rows, cols)), shape=shape).tocsr()
+    sums.sum_duplicates()
+    counts.sum_duplicates()
+    ratings = sums.copy()
+    ratings.data = sums.data / counts.data
+    ratings = ratings.astype(np.float32)
+    ratings.sort_indices()
+    return ratings
+
+
+def build_baskets(
+    interactions: pd.DataFrame,
+    items: IdMap,
+    basket_columns: tuple[str, ...] = (schema.ORDER_ID, schema.SESSION_ID),
+    event_types: tuple[str, ...] | None = None,
+) -> sp.csr_matrix | None:
+    """Binary CSR matrix of shape (n_baskets, n_items): which items were together in a basket.
+
+    The first of ``basket_columns`` present in the data (with any non-null value) defines the
+    baskets; ``event_types`` (e.g. ``("purchase",)``) restricts the events that count. Baskets
+    are keyed by (user, basket id) so that two users' sessions never merge. None when the
+    data has no basket column.
+    """
+    column = next(
+        (c for c in basket_columns if c in interactions and interactions[c].notna().any()), None
+    )
+    if column is None:
+        return None
+    frame = interactions[interactions[column].notna()]
+    if event_types is not None and schema.EVENT_TYPE in frame:
+        frame = frame[frame[schema.EVENT_TYPE].astype("string").isin(list(event_types)).fillna(False)]
+    if frame.empty:
+        return sp.csr_matrix((0, len(items)), dtype=np.float32)
+    basket_key = frame[schema.USER_ID].astype(str) + "\x1f" + frame[column].astype(str)
+    basket_codes, _ = pd.factorize(basket_key)
+    cols = _codes(frame[schema.ITEM_ID], items)
+    ok = cols >= 0
+    matrix = sp.coo_matrix(
+        (np.ones(int(ok.sum()), dtype=np.float32), (basket_codes[ok], cols[ok])),
+        shape=(int(basket_codes.max()) + 1, len(items)),
+    ).tocsr()
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    matrix.sort_indices()
+    return matrix
+
+
+def item_trending(
+    interactions: pd.DataFrame,
+    items: IdMap,
+    weighting: Weighting | None = None,
+    half_life_days: float = 7.0,
+    window_days: float | None = 30.0,
+) -> np.ndarray | None:
+    """Decayed recent weight per item, shape (n_items,) float32: what is popular *now*.
+
+    Events older than ``window_days`` before the newest event are ignored; the rest decay
+    with ``half_life_days``. None when the data has no timestamps.
+    """
+    if schema.TIMESTAMP not in interactions:
+        return None
+    ts = interactions[schema.TIMESTAMP].to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isnan(ts).all():
+        return None
+    now = np.nanmax(ts)
+    base = event_weights(interactions, (weighting or Weighting()).model_copy(update={"half_life_days": None}))
+    age_days = (now - ts) / 86400.0
+    decayed = base * np.power(0.5, age_days / half_life_days)
+    if window_days is not None:
+        decayed = np.where(age_days <= window_days, decayed, 0.0)
+    decayed = np.nan_to_num(decayed, nan=0.0)
+    cols = _codes(interactions[schema.ITEM_ID], items)
+    ok = cols >= 0
+    return np.bincount(cols[ok], weights=decayed[ok], minlength=len(items)).astype(np.float32)

@@ -1,0 +1,372 @@
+"""The one interface every recommender implements.
+
+A model is fitted on a :class:`~recsys.data.dataset.Dataset` (or a bare users x items CSR
+matrix) and then answers, for many users or items in one batched call, top-N item indices
+with their scores. Wrapped libraries (implicit, surprise, scikit-learn) live behind
+subclasses as adapters; nothing here knows Redis or raw ids.
+
+A subclass implements:
+
+* ``_fit(dataset)``: learn from the data.
+* ``_score_users(user_indices)``: dense scores of shape (len(user_indices), n_items),
+  higher is better, ``-inf`` for items the model must never recommend to that user.
+* ``_score_items(item_indices)``: dense item-to-item similarities, shape
+  (len(item_indices), n_items).
+* ``_get_state()`` / ``_set_state(meta, arrays)``: the learned state as JSON-able metadata
+  and numpy arrays, so that artifacts are ``.npz`` + JSON and load without pickle.
+
+The base class does batching, excluding seen items, item filters, top-N selection and
+argument checks, identically for every model.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from recsys.data.dataset import Dataset
+from recsys.errors import ConfigError, ModelError
+
+ARTIFACT_FORMAT_VERSION = 1
+META_FILE = "model.json"
+ARRAYS_FILE = "arrays.npz"
+
+# Dense score blocks are cut to about this many float32 cells (256 MB) per batch.
+MAX_BLOCK_CELLS = 64_000_000
+
+
+class ModelConfig(BaseModel):
+    """Base of every model's typed configuration: unknown keys are rejected, values validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def format_config_error(model: str, config_class: type[ModelConfig], error: ValidationError) -> str:
+    """One readable line per problem, naming the parameter and what is allowed."""
+    allowed = ", ".join(config_class.model_fields)
+    parts = []
+    for problem in error.errors():
+        name = ".".join(str(p) for p in problem["loc"]) or "config"
+        if problem["type"] == "extra_forbidden":
+            parts.append(f"unknown parameter '{name}' (allowed: {allowed})")
+        else:
+            parts.append(f"parameter '{name}': {problem['msg']} (got {problem.get('input')!r})")
+    return f"{model}: " + "; ".join(parts)
+
+
+def sparse_to_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """The components of a CSR matrix as plain arrays for ``np.savez``."""
+    matrix = sp.csr_matrix(matrix)
+    return {
+        f"{prefix}__data": matrix.data,
+        f"{prefix}__indices": matrix.indices,
+        f"{prefix}__indptr": matrix.indptr,
+        f"{prefix}__shape": np.asarray(matrix.shape, dtype=np.int64),
+    }
+
+
+def sparse_from_arrays(prefix: str, arrays: Mapping[str, np.ndarray]) -> sp.csr_matrix:
+    return sp.csr_matrix(
+        (arrays[f"{prefix}__data"], arrays[f"{prefix}__indices"], arrays[f"{prefix}__indptr"]),
+        shape=tuple(int(v) for v in arrays[f"{prefix}__shape"]),
+    )
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``n`` columns of each row of a dense score block, best first.
+
+    Returns (indices int32, scores float32), both shape (rows, n). Rows with fewer than ``n``
+    finite scores are padded with index -1 and score -inf. Ties keep the lower index first.
+    """
+    rows, cols = scores.shape
+    k = min(n, cols)
+    if k == 0:
+        return np.full((rows, n), -1, np.int32), np.full((rows, n), -np.inf, np.float32)
+    if k < cols:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(cols), (rows, cols)).copy()
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # Sort by score descending, then index ascending, for deterministic ties.
+    order = np.lexsort((part, -part_scores), axis=1)
+    ids = np.take_along_axis(part, order, axis=1).astype(np.int32)
+    best = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    invalid = ~np.isfinite(best)
+    ids[invalid] = -1
+    best[invalid] = -np.inf
+    if k < n:
+        ids = np.pad(ids, ((0, 0), (0, n - k)), constant_values=-1)
+        best = np.pad(best, ((0, 0), (0, n - k)), constant_values=-np.inf)
+    return ids, best
+
+
+class Recommender(ABC):
+    """Base class of all recommenders.
+
+    Class attributes set by subclasses:
+        name: registry name (``"als"``, ``"itemknn"``...).
+        config_class: the model's :class:`ModelConfig` subclass.
+        requires: what of the :class:`Dataset` beyond ``user_items`` the model needs
+            (``"ratings"``, ``"baskets"``, ``"catalog"``).
+    """
+
+    name: ClassVar[str] = "base"
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, config: ModelConfig | Mapping[str, Any] | None = None, **params: Any) -> None:
+        self.config = self.parse_config(config, **params)
+        self.user_items: sp.csr_matrix | None = None
+        self.n_users = 0
+        self.n_items = 0
+
+    # ----------------------------------------------------------------- config
+    @classmethod
+    def parse_config(cls, config: ModelConfig | Mapping[str, Any] | None = None, **params: Any) -> ModelConfig:
+        """Validate parameters; ``ConfigError`` names the model, the parameter and what is allowed."""
+        if isinstance(config, cls.config_class) and not params:
+            return config
+        values: dict[str, Any] = {}
+        if isinstance(config, ModelConfig):
+            values.update(config.model_dump())
+        elif config is not None:
+            values.update(dict(config))
+        values.update(params)
+        try:
+            return cls.config_class(**values)
+        except ValidationError as error:
+            raise ConfigError(format_config_error(cls.name, cls.config_class, error)) from None
+
+    # -------------------------------------------------------------------- fit
+    def fit(self, data: Dataset | sp.spmatrix, *, show_progress: bool = False) -> Self:
+        """Learn from ``data``: a Dataset, or a CSR matrix of shape (n_users, n_items)."""
+        if isinstance(data, Dataset):
+            dataset = data
+        elif sp.issparse(data) and data.ndim == 2:
+            dataset = Dataset.from_matrix(data)
+        else:
+            raise ModelError(
+                f"{self.name}: fit() takes a Dataset or a sparse users x items matrix, got {type(data).__name__}"
+                + (f" of shape {getattr(data, 'shape')}" if hasattr(data, "shape") else "")
+            )
+        for need in self.requires:
+            if getattr(dataset, need) is None:
+                raise ModelError(f"{self.name}: needs {need} in the training data, which has none")
+        if dataset.user_items.shape[1] == 0:
+            raise ModelError(f"{self.name}: cannot fit on a matrix with no items")
+        self.user_items = sp.csr_matrix(dataset.user_items, dtype=np.float32)
+        self.n_users, self.n_items = self.user_items.shape
+        self._fit(dataset, show_progress=show_progress)
+        return self
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.user_items is not None
+
+    @abstractmethod
+    def _fit(self, dataset: Dataset, *, show_progress: bool = False) -> None: ...
+
+    @abstractmethod
+    def _score_users(self, user_indices: np.ndarray) -> np.ndarray:
+        """Dense float32 scores, shape (len(user_indices), n_items)."""
+
+    @abstractmethod
+    def _score_items(self, item_indices: np.ndarray) -> np.ndarray:
+        """Dense float32 item-item similarities, shape (len(item_indices), n_items)."""
+
+    # -------------------------------------------------------------- recommend
+    def recommend(
+        self,
+        user_indices: np.ndarray | list[int] | int,
+        n: int = 10,
+        *,
+        exclude_seen: bool = True,
+        item_filter: np.ndarray | None = None,
+        batch_size: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items for many users in one call.
+
+        Args:
+            user_indices: row indices, shape (n_queries,) (a scalar is treated as one user).
+            n: list length, > 0.
+            exclude_seen: leave out items the user has in the training matrix.
+            item_filter: allowed item indices (shape (k,)) or a boolean mask of shape
+                (n_items,); None allows every item.
+        Returns:
+            (item_indices int32, scores float32), each of shape (n_queries, n), best first,
+            padded with -1 / -inf where fewer than ``n`` items qualify.
+        """
+        users = self._check_indices(user_indices, self.n_users, "user")
+        self._check_n(n)
+        allowed = self._allowed_mask(item_filter)
+        ids = np.empty((len(users), n), dtype=np.int32)
+        scores = np.empty((len(users), n), dtype=np.float32)
+        step = batch_size or self._batch_size()
+        for start in range(0, len(users), step):
+            batch = users[start : start + step]
+            block = np.asarray(self._score_users(batch), dtype=np.float32)
+            if exclude_seen:
+                seen = self.user_items[batch]
+                block[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
+            if allowed is not None:
+                block[:, ~allowed] = -np.inf
+            ids[start : start + len(batch)], scores[start : start + len(batch)] = top_n(block, n)
+        return ids, scores
+
+    def similar_items(
+        self,
+        item_indices: np.ndarray | list[int] | int,
+        n: int = 10,
+        *,
+        item_filter: np.ndarray | None = None,
+        batch_size: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` most similar items to each query item (never the item itself).
+
+        Returns (item_indices int32, scores float32), shape (n_queries, n), as ``recommend``.
+        """
+        items = self._check_indices(item_indices, self.n_items, "item")
+        self._check_n(n)
+        allowed = self._allowed_mask(item_filter)
+        ids = np.empty((len(items), n), dtype=np.int32)
+        scores = np.empty((len(items), n), dtype=np.float32)
+        step = batch_size or self._batch_size()
+        for start in range(0, len(items), step):
+            batch = items[start : start + step]
+            block = np.asarray(self._score_items(batch), dtype=np.float32)
+            block[np.arange(len(batch)), batch] = -np.inf
+            if allowed is not None:
+                block[:, ~allowed] = -np.inf
+            ids[start : start + len(batch)], scores[start : start + len(batch)] = top_n(block, n)
+        return ids, scores
+
+    def iter_recommend_all(
+        self, n: int, *, exclude_seen: bool = True, batch_size: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Top-``n`` for every user, batch by batch: yields (user_indices, item_indices, scores)."""
+        self._require_fitted()
+        step = batch_size or self._batch_size()
+        for start in range(0, self.n_users, step):
+            users = np.arange(start, min(start + step, self.n_users))
+            ids, scores = self.recommend(users, n, exclude_seen=exclude_seen, batch_size=step)
+            yield users, ids, scores
+
+    def iter_similar_all(
+        self, n: int, *, batch_size: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Top-``n`` similar items for every item: yields (item_indices, item_indices, scores)."""
+        self._require_fitted()
+        step = batch_size or self._batch_size()
+        for start in range(0, self.n_items, step):
+            items = np.arange(start, min(start + step, self.n_items))
+            ids, scores = self.similar_items(items, n, batch_size=step)
+            yield items, ids, scores
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model to folder ``path``: ``model.json`` + ``arrays.npz``; no pickle."""
+        self._require_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta, arrays = self._get_state()
+        arrays = {**arrays, **sparse_to_arrays("user_items", self.user_items)}
+        document = {
+            "format_version": ARTIFACT_FORMAT_VERSION,
+            "model": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "state": meta,
+        }
+        with open(folder / ARRAYS_FILE, "wb") as handle:
+            np.savez(handle, **arrays)
+        with open(folder / META_FILE, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2, sort_keys=True)
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a model saved by :meth:`save`. Called on the base class, returns the right subclass."""
+        folder = Path(path)
+        try:
+            with open(folder / META_FILE, encoding="utf-8") as handle:
+                document = json.load(handle)
+        except FileNotFoundError:
+            raise ModelError(f"{folder}: not a model artifact (no {META_FILE})") from None
+        except json.JSONDecodeError as error:
+            raise ModelError(f"{folder / META_FILE}: invalid JSON at line {error.lineno}: {error.msg}") from None
+        version = document.get("format_version")
+        if version != ARTIFACT_FORMAT_VERSION:
+            raise ModelError(
+                f"{folder / META_FILE}: artifact format version {version!r}, this version reads {ARTIFACT_FORMAT_VERSION}"
+            )
+        from recsys.models.registry import get_model_class
+
+        model_class = get_model_class(document["model"]) if cls is Recommender else cls
+        if model_class.name != document["model"]:
+            raise ModelError(f"{folder}: holds a {document['model']!r} model, not {model_class.name!r}")
+        model = model_class(document["config"])
+        with np.load(folder / ARRAYS_FILE, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        model.user_items = sparse_from_arrays("user_items", arrays)
+        model.n_users = int(document["n_users"])
+        model.n_items = int(document["n_items"])
+        model._set_state(document.get("state", {}), arrays)
+        return model
+
+    @abstractmethod
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]: ...
+
+    @abstractmethod
+    def _set_state(self, meta: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None: ...
+
+    # ---------------------------------------------------------------- helpers
+    def _require_fitted(self) -> None:
+        if not self.is_fitted:
+            raise ModelError(f"{self.name}: call fit() before using the model")
+
+    def _batch_size(self) -> int:
+        return int(max(1, min(4096, MAX_BLOCK_CELLS // max(1, self.n_items))))
+
+    def _check_indices(self, indices: np.ndarray | list[int] | int, size: int, what: str) -> np.ndarray:
+        self._require_fitted()
+        array = np.atleast_1d(np.asarray(indices))
+        if array.ndim != 1:
+            raise ModelError(f"{self.name}: {what} indices must be one-dimensional, got shape {array.shape}")
+        if array.size and not np.issubdtype(array.dtype, np.integer):
+            raise ModelError(f"{self.name}: {what} indices must be integers, got {array.dtype}")
+        array = array.astype(np.int64)
+        bad = array[(array < 0) | (array >= size)]
+        if bad.size:
+            raise ModelError(f"{self.name}: unknown {what} index {int(bad[0])} (model has {size} {what}s)")
+        return array
+
+    def _check_n(self, n: int) -> None:
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+            raise ModelError(f"{self.name}: n must be a positive integer, got {n!r}")
+
+    def _allowed_mask(self, item_filter: np.ndarray | None) -> np.ndarray | None:
+        if item_filter is None:
+            return None
+        array = np.asarray(item_filter)
+        if array.dtype == bool:
+            if array.shape != (self.n_items,):
+                raise ModelError(f"{self.name}: item_filter mask must have shape ({self.n_items},), got {array.shape}")
+            return array
+        indices = self._check_indices(array, self.n_items, "item")
+        mask = np.zeros(self.n_items, dtype=bool)
+        mask[indices] = True
+        return mask
+
+    def _check_matrix(self, matrix: sp.spmatrix) -> sp.csr_matrix:
+        """A users x items matrix for this fitted model (for ``recommend``-style helpers)."""
+        if matrix.shape[1] != self.n_items:
+            raise ModelError(f"{self.name}: matrix has {matrix.shape[1]} items, the model was fitted on {self.n_items}")
+        return sp.csr_matrix(matrix, dtype=np.float32)

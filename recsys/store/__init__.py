@@ -1,0 +1,1 @@
+"""Redis: key layout, list encoding and connections, shared by the publisher and the API."""

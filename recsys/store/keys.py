@@ -1,0 +1,118 @@
+"""The Redis key layout: the one contract between the publisher and the API.
+
+Every key starts with a prefix (``recsys:`` by default, ``RECSYS_KEY_PREFIX``), so several
+deployments or test runs can share one Redis database without touching each other.
+
+Published lists live in an immutable *version* namespace; one string key names the live
+version. A reader that reads ``live`` and then its lists inside one Lua script (or MULTI)
+sees one version whole: the old one or the new one, never a mix.
+
+Keys (``{p}`` is the prefix, ``{v}`` a version id):
+
+=============================  ======  =====================================================
+key                            type    content
+=============================  ======  =====================================================
+``{p}live``                    string  id of the live version
+``{p}versions``                zset    completed version ids, scored by publish time (unix s)
+``{p}pending``                 zset    versions being written, scored by start time; what is
+                                       left here by a killed publish is removed by the next one
+``{p}v:{v}:meta``              string  JSON: version metadata (see ``VersionMeta`` below)
+``{p}v:{v}:user:{model}``      hash    user id -> list blob (top-N for that user)
+``{p}v:{v}:similar:{model}``   hash    item id -> list blob (similar items)
+``{p}v:{v}:together``          hash    item id -> list blob with confidence and lift
+``{p}v:{v}:popular``           hash    category -> list blob; field ``""`` is overall
+``{p}v:{v}:catalog``           hash    item id -> JSON {title, category, price, in_stock}
+``{p}ab:experiments``          hash    experiment name -> JSON definition
+``{p}events``                  stream  logged events (bounded, see ``EVENTS_MAXLEN``)
+``{p}recent:{user}``           zset    item ids the user just interacted with -> unix time
+=============================  ======  =====================================================
+
+Version metadata (``{p}v:{v}:meta``) is a JSON object with at least::
+
+    {"version": str, "created_at": float, "run": str,
+     "user_models": [str], "similar_models": [str], "default_model": str,
+     "has_together": bool, "has_popular": bool, "categories": [str],
+     "list_length": {"user": int, "similar": int, "together": int, "popular": int},
+     "counts": {...}}
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "recsys:"
+PREFIX_ENV = "RECSYS_KEY_PREFIX"
+
+#: Upper bound of the events stream (XADD MAXLEN ~): at about 200 bytes an event, ~200 MB.
+EVENTS_MAXLEN = 1_000_000
+#: How many recent items per user are kept for real-time exclusion, and for how long.
+RECENT_MAX_ITEMS = 200
+RECENT_TTL_SECONDS = 7 * 24 * 3600
+
+OVERALL = ""  # field of the popular hash holding the overall list
+
+
+def default_prefix() -> str:
+    return os.environ.get(PREFIX_ENV, DEFAULT_PREFIX)
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Builds every key name from one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @classmethod
+    def from_env(cls) -> KeyLayout:
+        return cls(default_prefix())
+
+    # global keys
+    @property
+    def live(self) -> str:
+        return f"{self.prefix}live"
+
+    @property
+    def versions(self) -> str:
+        return f"{self.prefix}versions"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}pending"
+
+    @property
+    def experiments(self) -> str:
+        return f"{self.prefix}ab:experiments"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}events"
+
+    def recent(self, user_id: str) -> str:
+        return f"{self.prefix}recent:{user_id}"
+
+    # per-version keys
+    def version_root(self, version: str) -> str:
+        return f"{self.prefix}v:{version}:"
+
+    def version_pattern(self, version: str) -> str:
+        """SCAN pattern that matches every key of one version."""
+        return f"{self.version_root(version)}*"
+
+    def meta(self, version: str) -> str:
+        return f"{self.version_root(version)}meta"
+
+    def user_recs(self, version: str, model: str) -> str:
+        return f"{self.version_root(version)}user:{model}"
+
+    def similar(self, version: str, model: str) -> str:
+        return f"{self.version_root(version)}similar:{model}"
+
+    def together(self, version: str) -> str:
+        return f"{self.version_root(version)}together"
+
+    def popular(self, version: str) -> str:
+        return f"{self.version_root(version)}popular"
+
+    def catalog(self, version: str) -> str:
+        return f"{self.version_root(version)}catalog"
