@@ -16,6 +16,7 @@ key                            type    content
 ``{p}versions``                zset    completed version ids, scored by publish time (unix s)
 ``{p}pending``                 zset    versions being written, scored by start time; what is
                                        left here by a killed publish is removed by the next one
+``{p}publish-lock``            string  held (SET NX PX) by the one publisher writing now
 ``{p}v:{v}:meta``              string  JSON: version metadata (see ``VersionMeta`` below)
 ``{p}v:{v}:user:{model}``      hash    user id -> list blob (top-N for that user)
 ``{p}v:{v}:similar:{model}``   hash    item id -> list blob (similar items)
@@ -26,6 +27,10 @@ key                            type    content
 ``{p}events``                  stream  logged events (bounded, see ``EVENTS_MAXLEN``)
 ``{p}recent:{user}``           zset    item ids the user just interacted with -> unix time
 =============================  ======  =====================================================
+
+Each entry of the events stream has the string fields ``type`` (impression, click,
+add_to_cart, purchase, rating), ``user_id``, ``session_id``, ``item_id``, ``value``,
+``timestamp`` (unix seconds) and ``recommendation_id``; a missing value is ``""``.
 
 Version metadata (``{p}v:{v}:meta``) is a JSON object with at least::
 
@@ -49,6 +54,8 @@ EVENTS_MAXLEN = 1_000_000
 #: How many recent items per user are kept for real-time exclusion, and for how long.
 RECENT_MAX_ITEMS = 200
 RECENT_TTL_SECONDS = 7 * 24 * 3600
+
+EVENT_FIELDS = ("type", "user_id", "session_id", "item_id", "value", "timestamp", "recommendation_id")
 
 OVERALL = ""  # field of the popular hash holding the overall list
 
@@ -79,6 +86,10 @@ class KeyLayout:
     @property
     def pending(self) -> str:
         return f"{self.prefix}pending"
+
+    @property
+    def publish_lock(self) -> str:
+        return f"{self.prefix}publish-lock"
 
     @property
     def experiments(self) -> str:

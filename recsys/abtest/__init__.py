@@ -1,0 +1,1 @@
+"""A/B experiments: definitions stored in Redis, deterministic assignment, statistics."""
