@@ -12,7 +12,14 @@ import scipy.sparse as sp
 
 from recsys.data import schema
 from recsys.data.idmap import IdMap
-from recsys.data.matrix import Weighting, build_baskets, build_ratings, build_user_items, item_trending
+from recsys.data.matrix import (
+    Weighting,
+    build_baskets,
+    build_ratings,
+    build_user_items,
+    encode_columns,
+    item_trending,
+)
 
 
 @dataclass
@@ -88,20 +95,22 @@ class Dataset:
         catalogue-only items appended after the interacted ones.
         """
         weighting = weighting or Weighting()
+        # Ids and event types become categoricals once; every builder then works on codes.
+        frame = encode_columns(interactions)
         if users is None:
-            users = IdMap.from_values(interactions[schema.USER_ID])
+            users = _id_map(frame[schema.USER_ID])
         if items is None:
-            items = IdMap.from_values(interactions[schema.ITEM_ID])
+            items = _id_map(frame[schema.ITEM_ID])
             if catalog is not None and len(catalog):
                 items = items.extend(catalog[schema.ITEM_ID].astype(str).to_numpy())
         return cls(
-            user_items=build_user_items(interactions, users, items, weighting),
+            user_items=build_user_items(frame, users, items, weighting),
             users=users,
             items=items,
-            ratings=build_ratings(interactions, users, items),
-            baskets=build_baskets(interactions, items, event_types=basket_event_types),
+            ratings=build_ratings(frame, users, items),
+            baskets=build_baskets(frame, items, event_types=basket_event_types),
             catalog=align_catalog(catalog, items) if catalog is not None else None,
-            trending=item_trending(interactions, items, weighting, half_life_days=trending_half_life_days),
+            trending=item_trending(frame, items, weighting, half_life_days=trending_half_life_days),
             info={"interactions": int(len(interactions))},
         )
 
@@ -113,6 +122,13 @@ class Dataset:
         digest.update("\x1f".join(self.users.ids[:1000]).encode())
         digest.update("\x1f".join(self.items.ids[:1000]).encode())
         return digest.hexdigest()[:16]
+
+
+def _id_map(values: pd.Series) -> IdMap:
+    """Ids in order of first appearance; categoricals (from ``encode_columns``) in category order."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return IdMap(np.asarray(values.cat.categories).astype(str))
+    return IdMap.from_values(values)
 
 
 def align_catalog(catalog: pd.DataFrame, items: IdMap) -> pd.DataFrame:

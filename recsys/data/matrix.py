@@ -47,17 +47,20 @@ def event_weights(interactions: pd.DataFrame, weighting: Weighting) -> np.ndarra
     """Weight of each event row, shape (len(interactions),) float64 (before summing per pair)."""
     n = len(interactions)
     if schema.EVENT_TYPE in interactions:
-        types = interactions[schema.EVENT_TYPE].astype("string").fillna("")
-        weights = types.map(weighting.event_weights).astype("float64").fillna(weighting.default_weight).to_numpy()
+        # Factorise first: a dict lookup per distinct type, not per row.
+        codes, types = _factorized(interactions[schema.EVENT_TYPE])
+        per_type = np.array(
+            [weighting.event_weights.get(str(t), weighting.default_weight) for t in types] + [weighting.default_weight],
+            dtype=np.float64,
+        )
+        weights = per_type[codes]  # code -1 (missing type) takes the last entry, the default
     else:
         weights = np.full(n, weighting.default_weight, dtype=np.float64)
 
     if weighting.rating_threshold is not None and schema.VALUE in interactions:
         values = interactions[schema.VALUE].to_numpy(dtype=np.float64, na_value=np.nan)
         is_rating = (
-            interactions[schema.EVENT_TYPE].astype("string").eq(schema.RATING).fillna(False).to_numpy()
-            if schema.EVENT_TYPE in interactions
-            else ~np.isnan(values)
+            _event_mask(interactions, (schema.RATING,)) if schema.EVENT_TYPE in interactions else ~np.isnan(values)
         )
         weights = np.where(is_rating & ~(values >= weighting.rating_threshold), 0.0, weights)
 
@@ -73,8 +76,44 @@ def event_weights(interactions: pd.DataFrame, weighting: Weighting) -> np.ndarra
     return weights
 
 
+def encode_columns(interactions: pd.DataFrame) -> pd.DataFrame:
+    """A shallow copy whose user_id, item_id and event_type columns are categoricals.
+
+    Every builder here looks values up per distinct value; on categoricals that costs
+    nothing per row, so encoding once saves a hash pass over the rows in each builder.
+    Categories are in order of first appearance. Object columns (maybe mixed ``42`` and
+    ``"42"``) are left as they are.
+    """
+    frame = interactions.copy(deep=False)
+    for column in (schema.USER_ID, schema.ITEM_ID, schema.EVENT_TYPE):
+        if column in frame and frame[column].dtype != object and not isinstance(frame[column].dtype, pd.CategoricalDtype):
+            codes, uniques = pd.factorize(frame[column])
+            frame[column] = pd.Categorical.from_codes(codes, categories=uniques)
+    return frame
+
+
+def _factorized(values: pd.Series) -> tuple[np.ndarray, pd.Index | np.ndarray]:
+    """(codes (n,) with -1 for missing, distinct values); free for categoricals."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.codes.to_numpy(), values.cat.categories
+    return pd.factorize(values)
+
+
 def _codes(values: pd.Series, ids: IdMap) -> np.ndarray:
-    return ids.to_index(values.astype(str).to_numpy())
+    """Index of each raw id in ``ids``, shape (len(values),) int64; -1 where unknown or missing.
+
+    Factorises first so that only the distinct ids are looked up (as strings).
+    """
+    codes, uniques = _factorized(values)
+    lookup = np.append(ids.to_index(np.asarray(uniques).astype(str)), -1)
+    return lookup[codes]
+
+
+def _event_mask(interactions: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
+    """(n,) bool: rows whose event type is one of ``names`` (False where missing)."""
+    codes, uniques = _factorized(interactions[schema.EVENT_TYPE])
+    hit = np.append(np.isin(np.asarray(uniques).astype(str), list(names)), False)
+    return hit[codes]
 
 
 def build_user_items(
@@ -117,10 +156,10 @@ def build_ratings(interactions: pd.DataFrame, users: IdMap, items: IdMap) -> sp.
     values = interactions[schema.VALUE].to_numpy(dtype=np.float64, na_value=np.nan)
     mask = ~np.isnan(values)
     if schema.EVENT_TYPE in interactions:
-        mask &= interactions[schema.EVENT_TYPE].astype("string").eq(schema.RATING).fillna(False).to_numpy()
+        mask &= _event_mask(interactions, (schema.RATING,))
     if not mask.any():
         return None
-    sub = interactions.loc[mask]
+    sub = interactions[[schema.USER_ID, schema.ITEM_ID]].loc[mask]
     rows = _codes(sub[schema.USER_ID], users)
     cols = _codes(sub[schema.ITEM_ID], items)
     ok = (rows >= 0) & (cols >= 0)
@@ -155,12 +194,16 @@ def build_baskets(
     )
     if column is None:
         return None
-    frame = interactions[interactions[column].notna()]
-    if event_types is not None and schema.EVENT_TYPE in frame:
-        frame = frame[frame[schema.EVENT_TYPE].astype("string").isin(list(event_types)).fillna(False)]
+    keep = interactions[column].notna().to_numpy().copy()
+    if event_types is not None and schema.EVENT_TYPE in interactions:
+        keep &= _event_mask(interactions, tuple(event_types))
+    frame = interactions[[schema.USER_ID, schema.ITEM_ID, column]].loc[keep]
     if frame.empty:
         return sp.csr_matrix((0, len(items)), dtype=np.float32)
-    basket_key = frame[schema.USER_ID].astype(str) + "\x1f" + frame[column].astype(str)
+    # A basket is a (user, basket id) pair: combine the two factorised codes into one key.
+    user_codes, _ = _factorized(frame[schema.USER_ID])
+    basket_ids, basket_uniques = pd.factorize(frame[column])
+    basket_key = (user_codes.astype(np.int64) + 1) * (len(basket_uniques) + 1) + (basket_ids + 1)
     basket_codes, _ = pd.factorize(basket_key)
     cols = _codes(frame[schema.ITEM_ID], items)
     ok = cols >= 0
