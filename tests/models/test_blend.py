@@ -7,7 +7,7 @@ from tests.models.contract import RecommenderContract, cluster_dataset
 
 COMPONENTS = [
     {"model": "itemknn", "params": {"k": 20}},
-    {"model": "als", "params": {"factors": 8, "iterations": 8, "random_state": 0}},
+    {"model": "als", "params": {"factors": 8, "iterations": 8, "regularization": 1.0, "random_state": 0}},
     {"model": "popular"},
 ]
 
