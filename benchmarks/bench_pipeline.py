@@ -1,0 +1,258 @@
+"""Benchmark of the batch job: train + publish on ML-100K and synthetic shops, publish alone.
+
+Scenarios (``--scenarios``, comma-separated):
+
+* ``ml100k``: the whole pipeline on MovieLens 100K (``--datasets``);
+* ``1m`` / ``10m``: the whole pipeline on a synthetic shop with 1 or 10 million events,
+  written as Parquet and read back through the loader like real data;
+* ``publish``: publishing alone, ``--lists`` synthetic user lists of length 20.
+
+For each: seconds per step (load, dataset, fit and lists per model, publish), peak RSS of
+the train and publish phases (psutil, sampled every 20 ms), and Redis memory (INFO
+``used_memory`` before/after publishing, plus ``MEMORY USAGE`` of the version's keys).
+Keys go under a dedicated prefix and are deleted afterwards.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_pipeline.py --scenarios ml100k,1m,publish
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import redis  # noqa: E402
+
+from recsys.data.idmap import IdMap  # noqa: E402
+from recsys.pipeline.artifacts import ListArrays  # noqa: E402
+from recsys.pipeline.config import parse_config  # noqa: E402
+from recsys.pipeline.run import make_publisher  # noqa: E402
+from recsys.pipeline.train import train  # noqa: E402
+from recsys.publish.publisher import Publisher  # noqa: E402
+from recsys.store.keys import KeyLayout  # noqa: E402
+
+ALL_MODELS = ["popular", "itemknn", "userknn", "als", "ease", "svd", "content", "rules"]
+SYNTHETIC = {
+    "1m": {"users": 50_000, "items": 5_000, "interactions": 1_000_000},
+    "10m": {"users": 300_000, "items": 20_000, "interactions": 10_000_000},
+}
+# Models left out at 10M, and why (see BENCHMARKS.md).
+SKIP_AT = {
+    "10m": {
+        "userknn": "user x user neighbourhoods: fit took 75 s at 50k users and grows about with the square of the users",
+        "ease": "dense 20k x 20k item matrix: a 1.6 GB B plus the Gram matrix and its inverse, O(items^3) solve",
+    }
+}
+
+
+class PeakRSS:
+    """Highest resident set size of this process while running (sampled)."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.process = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak = self.process.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+    @property
+    def mb(self) -> float:
+        return self.peak / 2**20
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "redis": None,
+    }
+
+
+def version_memory(client: redis.Redis, layout: KeyLayout, version: str) -> int:
+    total = 0
+    for key in client.scan_iter(match=f"{layout.version_root(version)}*", count=1000):
+        total += int(client.memory_usage(key, samples=0) or 0)
+    return total
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    batch = []
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            client.unlink(*batch)
+            batch = []
+    if batch:
+        client.unlink(*batch)
+
+
+def run_pipeline_scenario(
+    name: str, data_path: Path, data_format: str, models: list[str], client: redis.Redis, prefix: str, work: Path
+) -> dict[str, Any]:
+    skipped = SKIP_AT.get(name, {})
+    config = parse_config(
+        {
+            "data": {"path": str(data_path), "format": data_format},
+            "models": {m: {} for m in models if m not in skipped},
+            "training": {"out": str(work / "runs")},
+            "lists": {"user_n": 20, "similar_n": 20, "together_n": 10, "popular_n": 50},
+            "publish": {"keep_versions": 1},
+        }
+    )
+    layout = KeyLayout(prefix)
+    started = time.perf_counter()
+    with PeakRSS() as train_rss:
+        run_dir = train(config, show_progress=False)
+    train_seconds = time.perf_counter() - started
+    with open(run_dir / "metadata.json", encoding="utf-8") as handle:
+        metadata = json.load(handle)
+    used_before = int(client.info("memory")["used_memory"])
+    with PeakRSS() as publish_rss:
+        result = make_publisher(config, client, layout, show_progress=False).publish_run(run_dir)
+    used_after = int(client.info("memory")["used_memory"])
+    keys_bytes = version_memory(client, layout, result.version)
+    delete_prefix(client, prefix)
+    shutil.rmtree(work / "runs", ignore_errors=True)
+    return {
+        "scenario": name,
+        "counts": metadata["counts"],
+        "models": list(config.models),
+        "not_run": {**skipped, **metadata["skipped"]},
+        "steps": {**metadata["timings"], "publish": round(result.seconds, 3)},
+        "train_seconds": round(train_seconds, 2),
+        "publish_seconds": round(result.seconds, 2),
+        "total_seconds": round(train_seconds + result.seconds, 2),
+        "lists": result.lists,
+        "lists_per_second": round(result.lists_per_second),
+        "peak_rss_mb": {"train": round(train_rss.mb), "publish": round(publish_rss.mb)},
+        "redis_used_memory_mb": {"before": round(used_before / 2**20, 1), "after": round(used_after / 2**20, 1)},
+        "redis_version_mb": round(keys_bytes / 2**20, 1),
+    }
+
+
+def publish_only(n_lists: int, client: redis.Redis, prefix: str, n: int = 20, n_items: int = 20_000) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    users = IdMap(np.char.add("user-", np.arange(n_lists).astype(str)))
+    items = IdMap(np.char.add("item-", np.arange(n_items).astype(str)))
+    ids = rng.integers(0, n_items, size=(n_lists, n), dtype=np.int32)
+    scores = -np.sort(-rng.random((n_lists, n), dtype=np.float32), axis=1)
+    layout = KeyLayout(prefix)
+    publisher = Publisher(client, layout, keep_versions=1, show_progress=False)
+    used_before = int(client.info("memory")["used_memory"])
+    with PeakRSS() as rss:
+        result = publisher.publish([ListArrays("user", "bench", ids, scores)], users, items)
+    used_after = int(client.info("memory")["used_memory"])
+    keys_bytes = version_memory(client, layout, result.version)
+    delete_prefix(client, prefix)
+    return {
+        "scenario": f"publish {n_lists} lists",
+        "lists": result.lists,
+        "list_length": n,
+        "write_seconds": round(result.write_seconds, 3),
+        "publish_seconds": round(result.seconds, 3),
+        "lists_per_second": round(result.lists_per_second),
+        "peak_rss_mb": {"publish": round(rss.mb)},
+        "redis_used_memory_mb": {"before": round(used_before / 2**20, 1), "after": round(used_after / 2**20, 1)},
+        "redis_version_mb": round(keys_bytes / 2**20, 1),
+    }
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    for result in results:
+        print(f"\n== {result['scenario']}")
+        if "counts" in result:
+            c = result["counts"]
+            print(f"data: {c['interactions']:,} interactions, {c['users']:,} users, {c['items']:,} items; models: {', '.join(result['models'])}")
+            if result["not_run"]:
+                print("not run: " + "; ".join(f"{k} ({v})" for k, v in result["not_run"].items()))
+            width = max(len(k) for k in result["steps"])
+            for step, seconds in result["steps"].items():
+                print(f"  {step.ljust(width)}  {seconds:9.2f} s")
+            print(f"  {'total'.ljust(width)}  {result['total_seconds']:9.2f} s")
+        print(
+            f"lists: {result['lists']:,} at {result['lists_per_second']:,}/s; peak RSS {result['peak_rss_mb']} MB; "
+            f"Redis used_memory {result['redis_used_memory_mb']['before']} -> {result['redis_used_memory_mb']['after']} MB "
+            f"(version keys {result['redis_version_mb']} MB)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default="ml100k,1m,publish")
+    parser.add_argument("--redis", default=os.environ.get("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--datasets", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets")
+    parser.add_argument("--lists", type=int, default=200_000, help="lists for the publish scenario")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    client = redis.Redis.from_url(args.redis, socket_timeout=60)
+    info = machine()
+    info["redis"] = client.info("server")["redis_version"]
+    prefix = f"bench-pipeline:{uuid.uuid4().hex[:8]}:"
+    results = []
+    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    try:
+        for scenario in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
+            if scenario == "ml100k":
+                results.append(run_pipeline_scenario("ml100k", args.datasets / "ml-100k", "movielens-100k", ALL_MODELS, client, prefix, work))
+            elif scenario in SYNTHETIC:
+                from recsys.cli.demo import write_demo_data
+
+                sizes = SYNTHETIC[scenario]
+                started = time.perf_counter()
+                write_demo_data(work / scenario, sizes["users"], sizes["items"], sizes["interactions"], seed=0)
+                generated = time.perf_counter() - started
+                result = run_pipeline_scenario(scenario, work / scenario, "auto", ALL_MODELS, client, prefix, work)
+                result["generate_seconds"] = round(generated, 2)
+                shutil.rmtree(work / scenario, ignore_errors=True)
+                results.append(result)
+            elif scenario == "publish":
+                results.append(publish_only(args.lists, client, prefix))
+            else:
+                parser.error(f"unknown scenario {scenario!r}")
+            print_table(results[-1:])
+            sys.stdout.flush()
+            if args.json:
+                with open(args.json, "w", encoding="utf-8") as handle:
+                    json.dump({"machine": info, "results": results}, handle, indent=2)
+    finally:
+        delete_prefix(client, prefix)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nmachine: {info}")
+
+
+if __name__ == "__main__":
+    main()

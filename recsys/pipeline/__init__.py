@@ -1,0 +1,1 @@
+"""The batch retraining job: configuration, training into run folders, publishing, scheduling."""

@@ -1,0 +1,289 @@
+"""The batch job's configuration: one TOML file, validated whole before any work starts.
+
+Every section is a pydantic model with ``extra="forbid"``; each ``[models.<name>]`` table is
+validated by that model's own config class (``get_model_class(name).config_class``). Any
+problem raises :class:`~recsys.errors.ConfigError` naming the key path
+(``models.als.factors``) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from recsys.data.matrix import Weighting
+from recsys.errors import ConfigError
+from recsys.models.base import ModelConfig
+from recsys.models.registry import MODELS, get_model_class
+from recsys.pipeline.schedule import parse_interval
+from recsys.store.connection import URL_ENV
+from recsys.store.keys import DEFAULT_PREFIX, PREFIX_ENV
+
+DATA_FORMATS = ("auto", "csv", "parquet", "movielens-100k", "movielens-latest")
+DataFormat = Literal["auto", "csv", "parquet", "movielens-100k", "movielens-latest"]
+
+# Left out of the default similar-items lists: popular ranks every item alike, and the
+# rules model's item lists are published as bought-together.
+NOT_SIMILAR = frozenset({"popular", "rules"})
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EventsConfig(Section):
+    """``[data.events]``: logged API events read back from the Redis events stream."""
+
+    from_redis: bool = Field(False, description="append the events stream to the interactions")
+    max_events: int | None = Field(None, ge=1, description="read at most the newest N events; None = all")
+
+
+class DataConfig(Section):
+    """``[data]``: where interactions and the catalogue come from, and how strictly to check them."""
+
+    path: str | None = Field(None, description="file or folder of interactions")
+    format: DataFormat = "auto"
+    catalog: str | None = Field(None, description="catalogue file; None = the one beside the data, if any")
+    validation: Literal["strict", "lenient"] = "lenient"
+    events: EventsConfig = Field(default_factory=EventsConfig)
+
+
+class TrainingConfig(Section):
+    """``[training]``: what happens around model fitting."""
+
+    out: str = Field("runs", description="folder that receives the run folders")
+    keep_runs: int = Field(5, ge=1, description="completed run folders kept in `out`; older ones are removed")
+    if_data_missing: Literal["skip", "fail"] = Field(
+        "skip", description="a model whose data (ratings, baskets, catalog) is absent: skip it or fail"
+    )
+    basket_event_types: list[str] | None = Field(None, description="event types that form baskets; None = all")
+    trending_half_life_days: float = Field(7.0, gt=0)
+
+
+class ListsConfig(Section):
+    """``[lists]``: which precomputed lists are built and how long they are."""
+
+    user_models: list[str] | None = Field(None, description="models with a top-N per user; None = every model")
+    similar_models: list[str] | None = Field(
+        None, description="models with similar items per item; None = every model except popular and rules"
+    )
+    together: bool = Field(True, description="bought-together per item (needs the rules model)")
+    popular: bool = Field(True, description="popular overall (and per category)")
+    popular_by_category: bool = True
+    user_n: int = Field(20, ge=1, le=1000)
+    similar_n: int = Field(20, ge=1, le=1000)
+    together_n: int = Field(10, ge=1, le=1000)
+    popular_n: int = Field(50, ge=1, le=10000)
+    exclude_seen: bool = Field(True, description="leave items a user already has out of their list")
+
+
+class RedisConfig(Section):
+    """``[redis]``: where lists are published. Environment variables override the file."""
+
+    url: str | None = Field(None, description=f"None = ${URL_ENV}, else the embedded Redis")
+    key_prefix: str | None = Field(None, description=f"None = ${PREFIX_ENV}, else {DEFAULT_PREFIX!r}")
+
+
+class PublishConfig(Section):
+    """``[publish]``: versioning and write batching."""
+
+    default_model: str | None = Field(None, description="model the API serves; None = the first user model")
+    keep_versions: int = Field(3, ge=1, description="completed versions kept (the live one is never deleted)")
+    batch_fields: int = Field(1000, ge=1, le=100_000, description="hash fields per HSET command")
+    commands_per_flush: int = Field(20, ge=1, le=10_000, description="commands per pipeline round trip")
+    lock_ttl_seconds: float = Field(60.0, gt=0, description="publish lock expiry, renewed while writing")
+    lock_wait_seconds: float = Field(10.0, ge=0, description="how long to wait for another publisher")
+
+
+class EvaluationConfig(Section):
+    """``[evaluation]``: optional holdout metrics written into the run's metadata."""
+
+    enabled: bool = False
+    split: Literal["stratified", "temporal", "leave-last"] = "stratified"
+    test_size: float = Field(0.25, gt=0, lt=1)
+    k: int = Field(10, ge=1)
+    seed: int = 42
+
+
+class ScheduleConfig(Section):
+    """``[schedule]``: how often the retraining job (``python -m jobs.retrain``) runs."""
+
+    every: str | None = Field(None, description='interval such as "6h", "30m", "1d"; None = once')
+
+    @field_validator("every")
+    @classmethod
+    def _valid_interval(cls, every: str | None) -> str | None:
+        if every is not None:
+            try:
+                parse_interval(every)
+            except ConfigError as error:
+                raise ValueError(str(error)) from None
+        return every
+
+
+class PipelineConfig(Section):
+    """The whole file. ``models`` maps registry name -> parameters (validated per model)."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    weighting: Weighting = Field(default_factory=Weighting)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    models: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"popular": {}})
+    lists: ListsConfig = Field(default_factory=ListsConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> PipelineConfig:
+        if not self.models:
+            raise ValueError("models: no model configured (add a [models.<name>] table)")
+        names = list(self.models)
+        for key, chosen in (("lists.user_models", self.lists.user_models), ("lists.similar_models", self.lists.similar_models)):
+            unknown = [m for m in chosen or [] if m not in self.models]
+            if unknown:
+                raise ValueError(f"{key}: {unknown} not configured (configured models: {', '.join(names)})")
+        users = self.user_models()
+        if self.publish.default_model is not None and self.publish.default_model not in users:
+            raise ValueError(
+                f"publish.default_model: {self.publish.default_model!r} has no user lists "
+                f"(allowed: {', '.join(users) or 'none'})"
+            )
+        return self
+
+    # ------------------------------------------------------------ derived
+    def user_models(self) -> list[str]:
+        """Models whose top-N per user is published, in configuration order."""
+        return list(self.lists.user_models) if self.lists.user_models is not None else list(self.models)
+
+    def similar_models(self) -> list[str]:
+        if self.lists.similar_models is not None:
+            return list(self.lists.similar_models)
+        return [m for m in self.models if m not in NOT_SIMILAR]
+
+    def default_model(self) -> str | None:
+        users = self.user_models()
+        return self.publish.default_model or (users[0] if users else None)
+
+    def model_configs(self) -> dict[str, ModelConfig]:
+        """Every configured model's typed config, validated by the model's class."""
+        return {name: _model_config(name, params) for name, params in self.models.items()}
+
+    def redis_url(self, override: str | None = None) -> str | None:
+        """Command line, then ``RECSYS_REDIS_URL``, then the file; None = embedded Redis."""
+        return override or os.environ.get(URL_ENV) or self.redis.url or None
+
+    def key_prefix(self, override: str | None = None) -> str:
+        """Command line, then ``RECSYS_KEY_PREFIX``, then the file, then ``recsys:``."""
+        return override or os.environ.get(PREFIX_ENV) or self.redis.key_prefix or DEFAULT_PREFIX
+
+    def with_data(self, path: str | None = None, format: str | None = None) -> PipelineConfig:
+        """A copy whose data source is overridden (``--data`` / ``--format``), re-validated."""
+        if path is None and format is None:
+            return self
+        data = self.data.model_dump()
+        if path is not None:
+            data["path"] = str(path)
+            # A catalogue configured for another data source does not belong to this one.
+            data["catalog"] = None
+        if format is not None:
+            data["format"] = format
+        document = self.model_dump()
+        document["data"] = data
+        return parse_config(document, source="command line")
+
+
+def _model_config(name: str, params: dict[str, Any]) -> ModelConfig:
+    if name not in MODELS:
+        raise ConfigError(f"models.{name}: unknown model (allowed: {', '.join(MODELS)})")
+    try:
+        model_class = get_model_class(name)
+    except ModuleNotFoundError as error:
+        raise ConfigError(f"models.{name}: model not available in this installation ({error})") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"models.{name}: expected a table of parameters, got {params!r}")
+    try:
+        return model_class.config_class(**params)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error, model_class.config_class, root=f"models.{name}")) from None
+    except ConfigError as error:  # nested validation (e.g. a blend's components)
+        raise ConfigError(f"models.{name}: {error}") from None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """Allowed keys of the table that ``loc`` points into (for 'unknown key' messages)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = field.annotation
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return None
+
+
+def _format_errors(error: ValidationError, model: type[BaseModel], root: str = "") -> str:
+    parts = []
+    for problem in error.errors():
+        loc = tuple(problem["loc"])
+        path = ".".join([root, *map(str, loc)] if root else map(str, loc)) or root or "config"
+        if problem["type"] == "extra_forbidden":
+            allowed = _fields_at(model, loc)
+            parts.append(f"{path}: unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
+        elif problem["type"] == "value_error" and not loc:
+            # Cross-field checks already name their key path.
+            parts.append(str(problem["msg"]).removeprefix("Value error, "))
+        else:
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            parts.append(f"{path}: {message} (got {problem.get('input')!r})")
+    return "; ".join(parts)
+
+
+def parse_config(document: dict[str, Any], source: str = "configuration") -> PipelineConfig:
+    """Validate a configuration document (the parsed TOML) and every model's parameters."""
+    try:
+        config = PipelineConfig(**document)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_format_errors(error, PipelineConfig)}") from None
+    try:
+        config.model_configs()
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    return config
+
+
+def load_config(path: str | Path | None) -> PipelineConfig:
+    """Read and validate a TOML file; None gives the defaults (popular model only)."""
+    if path is None:
+        return parse_config({}, source="defaults")
+    file = Path(path)
+    try:
+        with open(file, "rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: configuration file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: is a folder, expected a TOML file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{file}: invalid TOML: {error}") from None
+    config = parse_config(document, source=str(file))
+    # Relative paths (data, catalogue, runs folder) are relative to the file, not the working folder.
+    return _resolve_paths(config, file.resolve().parent)
+
+
+def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
+    def resolved(value: str | None) -> str | None:
+        if value and not Path(value).expanduser().is_absolute():
+            return str(base / value)
+        return value
+
+    data = config.data.model_copy(update={"path": resolved(config.data.path), "catalog": resolved(config.data.catalog)})
+    training = config.training.model_copy(update={"out": resolved(config.training.out)})
+    return config.model_copy(update={"data": data, "training": training})

@@ -1,0 +1,102 @@
+"""Train + publish: one run of the batch retraining job, and its Redis connection."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from recsys.pipeline.artifacts import RunFolder
+from recsys.pipeline.config import PipelineConfig, parse_config
+from recsys.pipeline.train import LoadedInput, train
+from recsys.publish.publisher import Publisher, PublishResult
+from recsys.store.connection import connect
+from recsys.store.keys import KeyLayout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineResult:
+    run_dir: Path
+    publish: PublishResult
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_dir": str(self.run_dir), **self.publish.to_json()}
+
+
+def connect_store(
+    config: PipelineConfig, redis_url: str | None = None, prefix: str | None = None
+) -> tuple[redis.Redis, KeyLayout]:
+    """Client and key layout for the configured Redis (embedded when no URL is configured).
+
+    Raises StoreError naming the URL within seconds when Redis does not answer.
+    """
+    return connect(config.redis_url(redis_url)), KeyLayout(config.key_prefix(prefix))
+
+
+def make_publisher(
+    config: PipelineConfig, client: redis.Redis, layout: KeyLayout, *, show_progress: bool | None = None
+) -> Publisher:
+    settings = config.publish
+    return Publisher(
+        client,
+        layout,
+        keep_versions=settings.keep_versions,
+        batch_fields=settings.batch_fields,
+        commands_per_flush=settings.commands_per_flush,
+        lock_ttl_seconds=settings.lock_ttl_seconds,
+        lock_wait_seconds=settings.lock_wait_seconds,
+        show_progress=show_progress,
+    )
+
+
+def run_config(run: RunFolder) -> PipelineConfig:
+    """The configuration a run was trained with (from its metadata).
+
+    A Redis URL whose password was masked when stored is dropped (the environment or
+    ``--redis`` then say where to publish).
+    """
+    document = dict(run.metadata.get("config", {}))
+    redis_section = dict(document.get("redis") or {})
+    if "***" in str(redis_section.get("url") or ""):
+        redis_section["url"] = None
+        document["redis"] = redis_section
+    return parse_config(document, source=f"{run.path}/metadata.json")
+
+
+def publish_run(
+    run_dir: str | Path,
+    *,
+    config: PipelineConfig | None = None,
+    redis_url: str | None = None,
+    prefix: str | None = None,
+    show_progress: bool | None = None,
+) -> PublishResult:
+    """``recsys publish RUN``: settings from ``config``, else from the run's own metadata."""
+    run = RunFolder(run_dir)
+    settings = config or run_config(run)
+    client, layout = connect_store(settings, redis_url, prefix)
+    return make_publisher(settings, client, layout, show_progress=show_progress).publish_run(run)
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    *,
+    out: str | Path | None = None,
+    redis_url: str | None = None,
+    prefix: str | None = None,
+    data: LoadedInput | None = None,
+    show_progress: bool | None = None,
+) -> PipelineResult:
+    """Train, then publish the run as the new live version.
+
+    Redis is reached first, so an unreachable server fails in seconds, before any training.
+    """
+    client, layout = connect_store(config, redis_url, prefix)
+    run_dir = train(config, out, data=data, events_client=client, show_progress=show_progress)
+    result = make_publisher(config, client, layout, show_progress=show_progress).publish_run(run_dir)
+    return PipelineResult(run_dir, result)

@@ -1,0 +1,473 @@
+"""``recsys train``: data -> dataset -> fitted models -> precomputed lists, in a run folder.
+
+The run is built in ``<out>/.tmp-<run id>/`` and renamed to ``<out>/<run id>/`` only when
+everything is written, so a folder with ``metadata.json`` is always a complete run. Lists
+are computed with the models' batched ``iter_recommend_all`` / ``iter_similar_all`` (bounded
+memory: one score block at a time), never a loop per user.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from recsys.data import schema
+from recsys.data.dataset import Dataset, align_catalog
+from recsys.errors import ConfigError, DataError, ModelError
+from recsys.models.base import Recommender, top_n
+from recsys.models.registry import get_model_class
+from recsys.pipeline.artifacts import (
+    METADATA_FILE,
+    RUN_FORMAT_VERSION,
+    ListArrays,
+    completed_runs,
+    new_run_id,
+    save_catalog,
+)
+from recsys.pipeline.config import PipelineConfig
+from recsys.store.keys import OVERALL
+
+if TYPE_CHECKING:
+    import redis
+
+log = logging.getLogger(__name__)
+
+ITEM_BATCH = 4096
+
+
+@dataclass
+class LoadedInput:
+    """Interactions (schema columns) and optional catalogue, with what validation found."""
+
+    interactions: pd.DataFrame
+    catalog: pd.DataFrame | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    source: Any = None
+
+
+class Timer:
+    """Collects step durations; every step logs its duration and counts."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str, **counts: Any) -> Iterator[dict[str, Any]]:
+        details: dict[str, Any] = dict(counts)
+        started = time.perf_counter()
+        yield details
+        elapsed = time.perf_counter() - started
+        self.seconds[name] = round(elapsed, 4)
+        extra = ", ".join(f"{k}={v}" for k, v in details.items())
+        log.info("%s: %.2fs%s", name, elapsed, f" ({extra})" if extra else "")
+
+
+def _jsonable(value: Any) -> Any:
+    """A validation report (pydantic model, dataclass, mapping...) as plain JSON data."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if hasattr(value, "to_dict") and not isinstance(value, pd.DataFrame):
+        return _jsonable(value.to_dict())
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def load_input(config: PipelineConfig) -> LoadedInput:
+    """Read the configured data source with the project's loader (validating it)."""
+    if not config.data.path:
+        raise ConfigError("data.path: no data source configured (set it in the file or pass --data)")
+    try:
+        from recsys.data.loaders import load
+    except ModuleNotFoundError as error:
+        raise ConfigError(f"data.path: the data loader is not available ({error})") from None
+    loaded = load(
+        config.data.path,
+        format=config.data.format,
+        catalog=config.data.catalog,
+        strict=config.data.validation == "strict",
+    )
+    return LoadedInput(
+        interactions=loaded.interactions,
+        catalog=getattr(loaded, "catalog", None),
+        report=_jsonable(getattr(loaded, "report", {})),
+        source=_jsonable(getattr(loaded, "source", config.data.path)),
+    )
+
+
+def missing_requirements(model_class: type[Recommender], dataset: Dataset) -> list[str]:
+    """What of the dataset a model needs and the data lacks (an empty basket matrix is none)."""
+    missing = []
+    for need in sorted(model_class.requires):
+        value = getattr(dataset, need, None)
+        if value is None or (hasattr(value, "shape") and value.shape[0] == 0) or (hasattr(value, "nnz") and value.nnz == 0):
+            missing.append(need)
+    return missing
+
+
+# ---------------------------------------------------------------------------- lists
+def _progress(total: int, desc: str, show: bool | None) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="row", disable=None if show is None else not show, leave=False)
+
+
+def user_lists(model: Recommender, n: int, *, exclude_seen: bool, show_progress: bool | None = None) -> ListArrays:
+    """Top-``n`` for every user: ids int32 and scores float32 of shape (n_users, n)."""
+    ids = np.full((model.n_users, n), -1, dtype=np.int32)
+    scores = np.full((model.n_users, n), -np.inf, dtype=np.float32)
+    with _progress(model.n_users, f"user lists {model.name}", show_progress) as bar:
+        for rows, batch_ids, batch_scores in model.iter_recommend_all(n, exclude_seen=exclude_seen):
+            ids[rows], scores[rows] = batch_ids, batch_scores
+            bar.update(len(rows))
+    return ListArrays("user", model.name, ids, scores)
+
+
+def similar_lists(model: Recommender, n: int, *, show_progress: bool | None = None) -> ListArrays:
+    """Top-``n`` similar items for every item, shape (n_items, n)."""
+    ids = np.full((model.n_items, n), -1, dtype=np.int32)
+    scores = np.full((model.n_items, n), -np.inf, dtype=np.float32)
+    with _progress(model.n_items, f"similar lists {model.name}", show_progress) as bar:
+        for rows, batch_ids, batch_scores in model.iter_similar_all(n):
+            ids[rows], scores[rows] = batch_ids, batch_scores
+            bar.update(len(rows))
+    return ListArrays("similar", model.name, ids, scores)
+
+
+def together_lists(model: Recommender, n: int, *, show_progress: bool | None = None) -> ListArrays:
+    """Bought-together for every item from the rules model: scores are the ranking metric
+    (confidence or lift, as the model ranks), with confidence "c" and lift "l" beside."""
+    bought_together = getattr(model, "bought_together", None)
+    if bought_together is None:
+        raise ModelError(f"{model.name}: has no bought_together(); only the rules model builds these lists")
+    ids = np.full((model.n_items, n), -1, dtype=np.int32)
+    confidence = np.zeros((model.n_items, n), dtype=np.float32)
+    lift = np.zeros((model.n_items, n), dtype=np.float32)
+    with _progress(model.n_items, "together lists", show_progress) as bar:
+        for start in range(0, model.n_items, ITEM_BATCH):
+            rows = np.arange(start, min(start + ITEM_BATCH, model.n_items))
+            ids[rows], confidence[rows], lift[rows] = bought_together(rows, n)
+            bar.update(len(rows))
+    rank_by = getattr(model.config, "rank_by", "confidence")
+    scores = (lift if rank_by == "lift" else confidence).copy()
+    scores[ids < 0] = -np.inf
+    return ListArrays("together", None, ids, scores, extra={"c": confidence, "l": lift})
+
+
+def popular_lists(popularity: np.ndarray, categories: np.ndarray | None, n: int) -> ListArrays:
+    """Most popular items overall (row 0, label "") and per category, one sort for all.
+
+    ``popularity`` (n_items,), items with popularity <= 0 never listed; ``categories``
+    (n_items,) strings, "" = none. Ties keep the lower item index first, as ``top_n``.
+    """
+    scores = np.where(popularity > 0, popularity, -np.inf).astype(np.float32)
+    overall_ids, overall_scores = top_n(scores[None, :], n)
+    labels = [OVERALL]
+    ids_rows, score_rows = [overall_ids[0]], [overall_scores[0]]
+    if categories is not None:
+        codes, names = pd.factorize(pd.Series(categories, dtype="string").fillna(""), sort=True)
+        valid = (popularity > 0) & (np.asarray(names)[np.maximum(codes, 0)] != "") & (codes >= 0)
+        items = np.flatnonzero(valid)
+        if len(items):
+            order = np.lexsort((items, -scores[items], codes[items]))
+            items, item_codes = items[order], codes[items][order]
+            starts = np.r_[0, np.flatnonzero(np.diff(item_codes)) + 1]
+            group_sizes = np.diff(np.r_[starts, len(items)])
+            rank = np.arange(len(items)) - np.repeat(starts, group_sizes)
+            take = rank < n
+            group_index = np.repeat(np.arange(len(starts)), group_sizes)
+            cat_ids = np.full((len(starts), n), -1, dtype=np.int32)
+            cat_scores = np.full((len(starts), n), -np.inf, dtype=np.float32)
+            cat_ids[group_index[take], rank[take]] = items[take]
+            cat_scores[group_index[take], rank[take]] = scores[items[take]]
+            labels += [str(names[c]) for c in item_codes[starts]]
+            ids_rows += list(cat_ids)
+            score_rows += list(cat_scores)
+    return ListArrays(
+        "popular",
+        None,
+        np.vstack(ids_rows).astype(np.int32),
+        np.vstack(score_rows).astype(np.float32),
+        labels=np.asarray(labels, dtype=str),
+    )
+
+
+# ---------------------------------------------------------------------------- run folder
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_tmp(root: Path) -> list[Path]:
+    """Remove temp run folders of train processes (on this host) that are gone."""
+    removed = []
+    if not root.is_dir():
+        return removed
+    for folder in root.glob(".tmp-*"):
+        owner = folder / ".owner"
+        try:
+            host, pid = owner.read_text().split(":")
+        except (OSError, ValueError):
+            host, pid = "", "0"
+        if host in ("", socket.gethostname()) and not _pid_alive(int(pid or 0)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def prune_runs(root: Path, keep: int, protect: Path | None = None) -> list[Path]:
+    """Delete completed runs beyond the newest ``keep`` (never ``protect``)."""
+    runs = completed_runs(root)
+    doomed = [p for p in runs[: max(0, len(runs) - keep)] if protect is None or p.resolve() != protect.resolve()]
+    for folder in doomed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return doomed
+
+
+# ---------------------------------------------------------------------------- train
+def train(
+    config: PipelineConfig,
+    out: str | Path | None = None,
+    *,
+    data: LoadedInput | None = None,
+    events_client: redis.Redis | None = None,
+    show_progress: bool | None = None,
+) -> Path:
+    """Run the training job; the path of the completed run folder.
+
+    ``data`` replaces the configured source (tests, the demo); ``events_client`` is the
+    Redis client for ``[data.events] from_redis`` (connected from the config when None).
+    """
+    timer = Timer()
+    run_id = new_run_id()
+    root = Path(out if out is not None else config.training.out)
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in clean_stale_tmp(root):
+        log.warning("removed unfinished run folder %s", stale)
+    tmp = root / f".tmp-{run_id}"
+    tmp.mkdir()
+    (tmp / ".owner").write_text(f"{socket.gethostname()}:{os.getpid()}")
+    try:
+        metadata = _train_into(tmp, run_id, config, data, events_client, timer, show_progress)
+        with open(tmp / METADATA_FILE, "w", encoding="utf-8") as handle:
+            json.dump(metadata, handle, indent=2, allow_nan=False, default=str)
+        (tmp / ".owner").unlink()
+        final = root / run_id
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in prune_runs(root, config.training.keep_runs, protect=final):
+        log.info("removed old run folder %s", old)
+    log.info("run %s complete in %.1fs: %s", run_id, sum(timer.seconds.values()), final)
+    return final
+
+
+def _train_into(
+    folder: Path,
+    run_id: str,
+    config: PipelineConfig,
+    data: LoadedInput | None,
+    events_client: redis.Redis | None,
+    timer: Timer,
+    show_progress: bool | None,
+) -> dict[str, Any]:
+    model_configs = config.model_configs()
+    with timer.step("load") as info:
+        loaded = data if data is not None else load_input(config)
+        info["interactions"] = len(loaded.interactions)
+        info["catalog_items"] = len(loaded.catalog) if loaded.catalog is not None else 0
+    interactions = loaded.interactions
+    events_report: dict[str, Any] | None = None
+    if config.data.events.from_redis:
+        with timer.step("events") as info:
+            events, events_report = _read_events(config, events_client)
+            if len(events):
+                interactions = pd.concat([interactions, events], ignore_index=True)
+            info["events"] = len(events)
+    if interactions.empty:
+        raise DataError(f"{config.data.path or 'input'}: no interactions to train on")
+
+    with timer.step("dataset") as info:
+        dataset = Dataset.from_interactions(
+            interactions,
+            loaded.catalog,
+            config.weighting,
+            basket_event_types=tuple(config.training.basket_event_types) if config.training.basket_event_types else None,
+            trending_half_life_days=config.training.trending_half_life_days,
+        )
+        info.update(users=dataset.n_users, items=dataset.n_items, nnz=int(dataset.user_items.nnz))
+    if dataset.user_items.nnz == 0:
+        raise DataError("every interaction has weight 0 (check [weighting] event_weights): nothing to learn from")
+
+    # Decide every model's fate before fitting anything.
+    skipped: dict[str, str] = {}
+    for name in model_configs:
+        missing = missing_requirements(get_model_class(name), dataset)
+        if missing:
+            reason = f"needs {', '.join(missing)}, which the data has none of"
+            if config.training.if_data_missing == "fail":
+                raise DataError(f"models.{name}: {reason} (set training.if_data_missing = \"skip\" to skip it)")
+            log.warning("skipping model %s: %s", name, reason)
+            skipped[name] = reason
+    fitted_names = [name for name in model_configs if name not in skipped]
+    if not fitted_names:
+        raise DataError(f"no configured model can train on this data ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
+    user_models = [m for m in config.user_models() if m in fitted_names]
+    similar_models = [m for m in config.similar_models() if m in fitted_names]
+    default_model = config.default_model()
+    if default_model in skipped:
+        if config.publish.default_model is not None:
+            raise DataError(f"publish.default_model: {default_model} cannot train here ({skipped[default_model]})")
+        default_model = user_models[0] if user_models else None
+
+    evaluation = _evaluate(config, interactions, loaded.catalog, fitted_names, timer) if config.evaluation.enabled else None
+
+    dataset.users.save(folder / "users.npz")
+    dataset.items.save(folder / "items.npz")
+    # Every item gets a catalogue entry (empty fields without a catalogue): the API knows
+    # which items exist from it.
+    catalog_frame = dataset.catalog if dataset.catalog is not None else align_catalog(pd.DataFrame({schema.ITEM_ID: []}), dataset.items)
+    save_catalog(catalog_frame, folder / "catalog.npz")
+
+    lists_cfg = config.lists
+    entries: list[dict[str, Any]] = []
+    models_meta: dict[str, Any] = {}
+    popular_model: Recommender | None = None
+    for name in fitted_names:
+        model = get_model_class(name)(model_configs[name])
+        with timer.step(f"fit.{name}") as info:
+            model.fit(dataset, show_progress=bool(show_progress))
+            info.update(users=model.n_users, items=model.n_items)
+        model.save(folder / "models" / name)
+        models_meta[name] = {
+            "config": model.config.model_dump(mode="json"),
+            "path": f"models/{name}",
+            "fit_seconds": timer.seconds[f"fit.{name}"],
+        }
+        if name in user_models:
+            with timer.step(f"lists.user.{name}") as info:
+                arrays = user_lists(model, lists_cfg.user_n, exclude_seen=lists_cfg.exclude_seen, show_progress=show_progress)
+                entries.append(arrays.save(folder))
+                info.update(rows=entries[-1]["rows"], non_empty=entries[-1]["non_empty"])
+        if name in similar_models:
+            with timer.step(f"lists.similar.{name}") as info:
+                arrays = similar_lists(model, lists_cfg.similar_n, show_progress=show_progress)
+                entries.append(arrays.save(folder))
+                info.update(rows=entries[-1]["rows"], non_empty=entries[-1]["non_empty"])
+        if name == "rules" and lists_cfg.together:
+            with timer.step("lists.together") as info:
+                arrays = together_lists(model, lists_cfg.together_n, show_progress=show_progress)
+                entries.append(arrays.save(folder))
+                info.update(rows=entries[-1]["rows"], non_empty=entries[-1]["non_empty"])
+        if name == "popular":
+            popular_model = model
+        del model
+
+    if lists_cfg.popular:
+        with timer.step("lists.popular") as info:
+            if popular_model is None:
+                popular_model = get_model_class("popular")().fit(dataset)
+            categories = (
+                dataset.catalog[schema.CATEGORY].to_numpy(dtype=str)
+                if dataset.catalog is not None and lists_cfg.popular_by_category
+                else None
+            )
+            arrays = popular_lists(np.asarray(popular_model.popularity), categories, lists_cfg.popular_n)
+            entries.append(arrays.save(folder))
+            info.update(categories=entries[-1]["rows"] - 1)
+
+    return {
+        "format_version": RUN_FORMAT_VERSION,
+        "run": run_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": _jsonable(loaded.source),
+        "fingerprint": dataset.fingerprint(),
+        "counts": {
+            "interactions": int(len(interactions)),
+            "events": int(events_report["used"]) if events_report else 0,
+            "users": dataset.n_users,
+            "items": dataset.n_items,
+            "nnz": int(dataset.user_items.nnz),
+            "ratings": int(dataset.ratings.nnz) if dataset.ratings is not None else 0,
+            "baskets": int(dataset.baskets.shape[0]) if dataset.baskets is not None else 0,
+            "catalog_items": int(len(loaded.catalog)) if loaded.catalog is not None else 0,
+        },
+        "validation": loaded.report,
+        "events": events_report,
+        "timings": timer.seconds,
+        "config": stored_config(config),
+        "models": models_meta,
+        "skipped": skipped,
+        "default_model": default_model,
+        "lists": entries,
+        "evaluation": evaluation,
+    }
+
+
+def stored_config(config: PipelineConfig) -> dict[str, Any]:
+    """The configuration as JSON for metadata.json, with any Redis password masked."""
+    document = config.model_dump(mode="json")
+    if document["redis"].get("url"):
+        from recsys.store.connection import redact
+
+        document["redis"]["url"] = redact(document["redis"]["url"])
+    return document
+
+
+def _read_events(config: PipelineConfig, client: redis.Redis | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from recsys.pipeline.events import read_events
+    from recsys.store.connection import connect
+    from recsys.store.keys import KeyLayout
+
+    if client is None:
+        client = connect(config.redis_url())
+    return read_events(
+        client,
+        KeyLayout(config.key_prefix()),
+        max_events=config.data.events.max_events,
+        strict=config.data.validation == "strict",
+    )
+
+
+def _evaluate(
+    config: PipelineConfig,
+    interactions: pd.DataFrame,
+    catalog: pd.DataFrame | None,
+    models: list[str],
+    timer: Timer,
+) -> dict[str, Any]:
+    """Holdout metrics per model (see recsys.pipeline.holdout)."""
+    from recsys.pipeline.holdout import evaluate_holdout
+
+    with timer.step("evaluate") as info:
+        result = evaluate_holdout(config, interactions, catalog, models)
+        info["models"] = len(result.get("models", {}))
+    return _jsonable(result)
