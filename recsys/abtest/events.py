@@ -1,0 +1,436 @@
+"""Logged events: validation, writing to the Redis stream, and reading them back.
+
+An event says that a user (or an anonymous session) saw, clicked, put in the cart, bought
+or rated an item. The API validates a whole batch first and then writes it in one
+MULTI/EXEC transaction, so a batch is stored entirely or not at all. Each event is one
+entry of the stream ``{p}events`` (fields :data:`~recsys.store.keys.EVENT_FIELDS`, all
+strings, ``""`` when missing), trimmed approximately to
+:data:`~recsys.store.keys.EVENTS_MAXLEN` entries. Clicks, add-to-carts and purchases of a
+known user also go into ``{p}recent:{user}`` (item -> unix time, newest
+:data:`~recsys.store.keys.RECENT_MAX_ITEMS` kept, expiring after
+:data:`~recsys.store.keys.RECENT_TTL_SECONDS` without activity), which the recommendation
+endpoint uses to leave those items out at once.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import redis
+from tqdm import tqdm
+
+from recsys.data import schema
+from recsys.errors import RecsysError
+from recsys.store.keys import (
+    EVENT_FIELDS,
+    EVENTS_MAXLEN,
+    RECENT_MAX_ITEMS,
+    RECENT_TTL_SECONDS,
+    KeyLayout,
+)
+
+EVENT_TYPES: tuple[str, ...] = (
+    schema.IMPRESSION,
+    schema.CLICK,
+    schema.ADD_TO_CART,
+    schema.PURCHASE,
+    schema.RATING,
+)
+#: Event types that put the item into the user's "recently interacted" set.
+RECENT_TYPES: frozenset[str] = frozenset({schema.CLICK, schema.ADD_TO_CART, schema.PURCHASE})
+
+MAX_BATCH_EVENTS = 500
+MAX_BODY_BYTES = 256 * 1024
+MAX_ID_LENGTH = 128
+MAX_RECOMMENDATION_ID_LENGTH = 64
+MAX_PROBLEMS_REPORTED = 50
+#: Clock skew tolerated for timestamps ahead of the server's clock.
+MAX_FUTURE_SECONDS = 300.0
+#: Timestamps before 2000-01-01 are taken for a unit mistake, not real events.
+MIN_TIMESTAMP = 946_684_800.0
+RATING_RANGE = (0.0, 10.0)
+#: How long after a window's end events stamped inside it are still looked for in the stream.
+LATE_EVENTS_SECONDS = 3600.0
+
+_ALLOWED_KEYS = frozenset(EVENT_FIELDS)
+_ID_FIELDS = ("user_id", "session_id", "item_id")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why one event of a batch was rejected."""
+
+    index: int
+    field: str
+    message: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"index": self.index, "field": self.field, "error": self.message}
+
+    def __str__(self) -> str:
+        return f"event {self.index}: {self.field}: {self.message}"
+
+
+class EventValidationError(RecsysError):
+    """A batch with invalid events; ``problems`` names the index and field of each."""
+
+    def __init__(self, problems: Sequence[Problem], total_problems: int | None = None) -> None:
+        self.problems = list(problems)
+        self.total_problems = total_problems if total_problems is not None else len(self.problems)
+        shown = "; ".join(str(p) for p in self.problems[:5])
+        more = self.total_problems - min(5, len(self.problems))
+        super().__init__(f"{self.total_problems} invalid event(s): {shown}" + (f" (+{more} more)" if more > 0 else ""))
+
+
+class BatchTooLargeError(RecsysError):
+    """More events in one request than :data:`MAX_BATCH_EVENTS`."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One validated event; ids are strings, ``timestamp`` unix seconds (millisecond precision)."""
+
+    type: str
+    item_id: str
+    user_id: str = ""
+    session_id: str = ""
+    value: float | None = None
+    timestamp: float = 0.0
+    recommendation_id: str = ""
+
+    def stream_fields(self) -> dict[str, str]:
+        """The stream entry: every field of EVENT_FIELDS as a string, ``""`` when missing."""
+        return {
+            "type": self.type,
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "item_id": self.item_id,
+            "value": "" if self.value is None else repr(float(self.value)),
+            "timestamp": format_seconds(self.timestamp),
+            "recommendation_id": self.recommendation_id,
+        }
+
+
+def format_seconds(seconds: float) -> str:
+    """Unix seconds as the stream stores them: at most 3 decimals, none when whole."""
+    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+# ------------------------------------------------------------------ validation
+def unpack_batch(payload: Any) -> list[Any]:
+    """The list of raw events in a request body: one object, an array, or ``{"events": [...]}``."""
+    if isinstance(payload, list):
+        events = payload
+    elif isinstance(payload, Mapping) and set(payload) == {"events"}:
+        events = payload["events"]
+        if not isinstance(events, list):
+            raise EventValidationError([Problem(-1, "events", "must be an array of event objects")])
+    elif isinstance(payload, Mapping):
+        events = [payload]
+    else:
+        raise EventValidationError(
+            [Problem(-1, "body", "expected an event object, an array of events or {\"events\": [...]}")]
+        )
+    if not events:
+        raise EventValidationError([Problem(-1, "events", "no events in the request")])
+    if len(events) > MAX_BATCH_EVENTS:
+        raise BatchTooLargeError(f"{len(events)} events in one request; at most {MAX_BATCH_EVENTS} are accepted")
+    return events
+
+
+def parse_timestamp(raw: Any) -> float:
+    """Unix seconds from a number or an ISO-8601 string (naive times are UTC); ValueError otherwise."""
+    if isinstance(raw, bool):
+        raise ValueError("must be unix seconds or an ISO-8601 string, got a boolean")
+    if isinstance(raw, (int, float)):
+        value = float(raw)
+    elif isinstance(raw, str):
+        text = raw.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith(("Z", "z")) else text)
+            except ValueError:
+                raise ValueError(f"not unix seconds nor an ISO-8601 time: {raw[:40]!r}") from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            value = parsed.timestamp()
+    else:
+        raise ValueError(f"must be unix seconds or an ISO-8601 string, got {type(raw).__name__}")
+    if not math.isfinite(value):
+        raise ValueError("must be finite")
+    return value
+
+
+def _check_id(raw: Any, limit: int) -> str:
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise ValueError(f"must be a string, got {type(raw).__name__}")
+    text = str(raw)
+    if not text:
+        raise ValueError("must not be empty")
+    if len(text) > limit:
+        raise ValueError(f"longer than {limit} characters ({len(text)})")
+    if not text.isprintable() or text != text.strip():
+        raise ValueError("must be printable, without surrounding whitespace")
+    return text
+
+
+def validate_event(raw: Any, index: int, now: float) -> tuple[Event | None, list[Problem]]:
+    """One raw event -> (Event, []) or (None, its problems)."""
+    if not isinstance(raw, Mapping):
+        return None, [Problem(index, "event", f"must be an object, got {type(raw).__name__}")]
+    problems: list[Problem] = []
+    unknown = sorted(str(k) for k in raw if k not in _ALLOWED_KEYS)
+    for key in unknown[:5]:
+        problems.append(Problem(index, key[:40], f"unknown field (allowed: {', '.join(EVENT_FIELDS)})"))
+
+    event_type = raw.get("type")
+    if event_type is None:
+        problems.append(Problem(index, "type", f"required (one of {', '.join(EVENT_TYPES)})"))
+    elif event_type not in EVENT_TYPES:
+        shown = event_type[:40] if isinstance(event_type, str) else type(event_type).__name__
+        problems.append(Problem(index, "type", f"unknown type {shown!r} (one of {', '.join(EVENT_TYPES)})"))
+
+    ids: dict[str, str] = {}
+    for name in _ID_FIELDS:
+        if raw.get(name) is None:
+            continue
+        try:
+            ids[name] = _check_id(raw[name], MAX_ID_LENGTH)
+        except ValueError as error:
+            problems.append(Problem(index, name, str(error)))
+    if "item_id" not in ids and raw.get("item_id") is None:
+        problems.append(Problem(index, "item_id", "required"))
+    if raw.get("user_id") is None and raw.get("session_id") is None:
+        problems.append(Problem(index, "user_id", "user_id or session_id is required"))
+
+    value: float | None = None
+    if raw.get("value") is not None:
+        candidate = raw["value"]
+        if isinstance(candidate, bool) or not isinstance(candidate, (int, float)):
+            problems.append(Problem(index, "value", f"must be a number, got {type(candidate).__name__}"))
+        elif not math.isfinite(float(candidate)):
+            problems.append(Problem(index, "value", "must be finite"))
+        else:
+            value = float(candidate)
+            low, high = RATING_RANGE
+            if event_type == schema.RATING and not low <= value <= high:
+                problems.append(Problem(index, "value", f"a rating must be within {low:g}..{high:g}, got {value:g}"))
+            elif event_type != schema.RATING and value < 0:
+                problems.append(Problem(index, "value", f"must be >= 0 (revenue or quantity), got {value:g}"))
+    elif event_type == schema.RATING:
+        problems.append(Problem(index, "value", "a rating needs a value"))
+
+    timestamp = now
+    if raw.get("timestamp") is not None:
+        try:
+            timestamp = parse_timestamp(raw["timestamp"])
+        except ValueError as error:
+            problems.append(Problem(index, "timestamp", str(error)))
+        else:
+            if timestamp > now + MAX_FUTURE_SECONDS:
+                problems.append(
+                    Problem(index, "timestamp", f"{timestamp - now:.0f}s in the future (milliseconds instead of seconds?)")
+                )
+            elif timestamp < MIN_TIMESTAMP:
+                problems.append(Problem(index, "timestamp", "before 2000-01-01 (seconds expected)"))
+
+    recommendation_id = ""
+    if raw.get("recommendation_id") is not None:
+        try:
+            recommendation_id = _check_id(raw["recommendation_id"], MAX_RECOMMENDATION_ID_LENGTH)
+        except ValueError as error:
+            problems.append(Problem(index, "recommendation_id", str(error)))
+
+    if problems:
+        return None, problems
+    return (
+        Event(
+            type=str(event_type),
+            item_id=ids["item_id"],
+            user_id=ids.get("user_id", ""),
+            session_id=ids.get("session_id", ""),
+            value=value,
+            timestamp=round(timestamp, 3),
+            recommendation_id=recommendation_id,
+        ),
+        [],
+    )
+
+
+def validate_events(payload: Any, now: float | None = None) -> list[Event]:
+    """Every event of a request body, validated; ``EventValidationError`` lists each bad one.
+
+    Raises ``BatchTooLargeError`` for more than :data:`MAX_BATCH_EVENTS` events.
+    """
+    now = time.time() if now is None else now
+    raw_events = unpack_batch(payload)
+    events: list[Event] = []
+    problems: list[Problem] = []
+    for index, raw in enumerate(raw_events):
+        event, found = validate_event(raw, index, now)
+        if event is not None:
+            events.append(event)
+        problems.extend(found)
+    if problems:
+        raise EventValidationError(problems[:MAX_PROBLEMS_REPORTED], total_problems=len(problems))
+    return events
+
+
+# --------------------------------------------------------------------- writing
+def write_events(client: redis.Redis, layout: KeyLayout, events: Sequence[Event]) -> list[str]:
+    """Append ``events`` to the stream and update the recent sets, in one MULTI/EXEC.
+
+    Returns the stream ids of the new entries. Either every command applies or none does
+    (a connection error before EXEC discards the whole batch).
+    """
+    if not events:
+        return []
+    recent: dict[str, dict[str, float]] = {}
+    for event in events:
+        if event.type in RECENT_TYPES and event.user_id:
+            items = recent.setdefault(event.user_id, {})
+            items[event.item_id] = max(items.get(event.item_id, 0.0), event.timestamp)
+    with client.pipeline(transaction=True) as pipe:
+        for event in events:
+            pipe.xadd(layout.events, event.stream_fields(), maxlen=EVENTS_MAXLEN, approximate=True)
+        for user_id, items in recent.items():
+            key = layout.recent(user_id)
+            pipe.zadd(key, items, gt=True)
+            pipe.zremrangebyrank(key, 0, -(RECENT_MAX_ITEMS + 1))
+            pipe.expire(key, RECENT_TTL_SECONDS)
+        results = pipe.execute()
+    return [r.decode() if isinstance(r, bytes) else str(r) for r in results[: len(events)]]
+
+
+# --------------------------------------------------------------------- reading
+#: Columns of :func:`read_events`' table (the interaction schema plus stream metadata).
+READ_COLUMNS = (
+    "stream_id",
+    schema.EVENT_TYPE,
+    schema.USER_ID,
+    schema.SESSION_ID,
+    schema.ITEM_ID,
+    schema.VALUE,
+    schema.TIMESTAMP,
+    "recommendation_id",
+)
+
+
+def _stream_bound(seconds: float | None, *, upper: bool) -> str:
+    if seconds is None:
+        return "+" if upper else "-"
+    ms = max(0, int(math.floor(seconds * 1000)))
+    return f"{ms}-{2**64 - 1}" if upper else f"{ms}-0"
+
+
+def iter_stream_chunks(
+    client: redis.Redis,
+    layout: KeyLayout,
+    start: float | None = None,
+    end: float | None = None,
+    chunk_size: int = 10_000,
+) -> Iterator[list[tuple[bytes, dict[bytes, bytes]]]]:
+    """Raw stream entries whose *stream id* time is in [start, end] (unix s), in chunks.
+
+    Stream ids are the server's milliseconds at ingestion, so this bounds the scan by
+    arrival time; callers filter on the event timestamp afterwards.
+    """
+    lower = _stream_bound(start, upper=False)
+    upper = _stream_bound(end, upper=True)
+    while True:
+        entries = client.xrange(layout.events, min=lower, max=upper, count=chunk_size)
+        if not entries:
+            return
+        yield entries
+        if len(entries) < chunk_size:
+            return
+        last = entries[-1][0]
+        lower = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+
+
+def _decode_column(values: list[bytes | str]) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype.kind == "S":
+        return np.strings.decode(array, "utf-8")
+    return array.astype(str)
+
+
+def entries_to_frame(entries: Sequence[tuple[bytes | str, Mapping[bytes | str, bytes | str]]]) -> pd.DataFrame:
+    """Stream entries -> table with :data:`READ_COLUMNS` (value float64 NaN when missing,
+    timestamp float64 unix seconds, ids as strings, ``""`` when missing)."""
+    if not entries:
+        return empty_events_frame()
+    sample = next(iter(entries[0][1]), b"")
+    as_bytes = isinstance(sample, bytes)
+    columns: dict[str, np.ndarray] = {"stream_id": _decode_column([e[0] for e in entries])}
+    missing: bytes | str = b"" if as_bytes else ""
+    for name in EVENT_FIELDS:
+        key = name.encode() if as_bytes else name
+        columns[name] = _decode_column([fields.get(key, missing) for _, fields in entries])
+    frame = pd.DataFrame(
+        {
+            "stream_id": columns["stream_id"],
+            schema.EVENT_TYPE: columns["type"],
+            schema.USER_ID: columns["user_id"],
+            schema.SESSION_ID: columns["session_id"],
+            schema.ITEM_ID: columns["item_id"],
+            schema.VALUE: pd.to_numeric(pd.Series(columns["value"]), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan),
+            schema.TIMESTAMP: pd.to_numeric(pd.Series(columns["timestamp"]), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan),
+            "recommendation_id": columns["recommendation_id"],
+        }
+    )
+    return frame
+
+
+def empty_events_frame() -> pd.DataFrame:
+    frame = pd.DataFrame({c: np.array([], dtype=str) for c in READ_COLUMNS})
+    frame[schema.VALUE] = frame[schema.VALUE].astype(np.float64)
+    frame[schema.TIMESTAMP] = frame[schema.TIMESTAMP].astype(np.float64)
+    return frame
+
+
+def read_events(
+    client: redis.Redis,
+    layout: KeyLayout,
+    start: float | None = None,
+    end: float | None = None,
+    *,
+    late_seconds: float = LATE_EVENTS_SECONDS,
+    chunk_size: int = 10_000,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Events whose timestamp is in [start, end) (unix s; None = unbounded), as a table.
+
+    The stream is scanned from ``start - MAX_FUTURE_SECONDS`` (an event may carry a time
+    slightly ahead of its arrival) to ``end + late_seconds`` (events sent late, e.g. by a
+    client that buffers), then filtered on the event's own timestamp. ``progress`` shows a
+    tqdm bar on stderr when it is a terminal.
+    """
+    scan_start = None if start is None else start - MAX_FUTURE_SECONDS
+    scan_end = None if end is None else end + late_seconds
+    frames = []
+    with tqdm(
+        desc="reading events", unit=" events", disable=not progress or not sys.stderr.isatty(), file=sys.stderr
+    ) as bar:
+        for chunk in iter_stream_chunks(client, layout, scan_start, scan_end, chunk_size):
+            frames.append(entries_to_frame(chunk))
+            bar.update(len(chunk))
+    frame = pd.concat(frames, ignore_index=True) if frames else empty_events_frame()
+    ts = frame[schema.TIMESTAMP].to_numpy()
+    keep = ~np.isnan(ts)
+    if start is not None:
+        keep &= ts >= start
+    if end is not None:
+        keep &= ts < end
+    return frame.loc[keep].reset_index(drop=True)
