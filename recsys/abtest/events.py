@@ -20,12 +20,14 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import redis
 from tqdm import tqdm
+
+if TYPE_CHECKING:  # the API imports this module; pandas loads only for reading the stream
+    import pandas as pd
 
 from recsys.data import schema
 from recsys.errors import RecsysError
@@ -367,6 +369,8 @@ def _decode_column(values: list[bytes | str]) -> np.ndarray:
 
 
 def entries_to_frame(entries: Sequence[tuple[bytes | str, Mapping[bytes | str, bytes | str]]]) -> pd.DataFrame:
+    import pandas as pd
+
     """Stream entries -> table with :data:`READ_COLUMNS` (value float64 NaN when missing,
     timestamp float64 unix seconds, ids as strings, ``""`` when missing)."""
     if not entries:
@@ -394,6 +398,8 @@ def entries_to_frame(entries: Sequence[tuple[bytes | str, Mapping[bytes | str, b
 
 
 def empty_events_frame() -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame({c: np.array([], dtype=str) for c in READ_COLUMNS})
     frame[schema.VALUE] = frame[schema.VALUE].astype(np.float64)
     frame[schema.TIMESTAMP] = frame[schema.TIMESTAMP].astype(np.float64)
@@ -426,6 +432,8 @@ def read_events(
         for chunk in iter_stream_chunks(client, layout, scan_start, scan_end, chunk_size):
             frames.append(entries_to_frame(chunk))
             bar.update(len(chunk))
+    import pandas as pd
+
     frame = pd.concat(frames, ignore_index=True) if frames else empty_events_frame()
     ts = frame[schema.TIMESTAMP].to_numpy()
     keep = ~np.isnan(ts)

@@ -25,11 +25,13 @@ import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import redis
+
+if TYPE_CHECKING:  # the API imports this module; pandas loads when a report is computed
+    import pandas as pd
 
 from recsys.abtest import stats
 from recsys.abtest.assignment import assign_many
@@ -68,6 +70,7 @@ def unit_table(experiment: Experiment, events: pd.DataFrame) -> tuple[pd.DataFra
     unit, variant, impressions, clicks, purchases, revenue (float); counts says how many
     events had no unit id.
     """
+    import pandas as pd
     unit_column = schema.USER_ID if experiment.unit == "user" else schema.SESSION_ID
     units = events[unit_column].astype(str)
     has_unit = (units != "").to_numpy()
@@ -94,6 +97,7 @@ def variant_summary(experiment: Experiment, units: pd.DataFrame) -> pd.DataFrame
 
     Columns: units, impressions, clicks, converters, revenue, revenue_mean, revenue_var (ddof=1).
     """
+    import pandas as pd
     exposed = units.loc[units["impressions"] > 0].assign(converted=lambda t: (t["purchases"] > 0).astype(np.int64))
     grouped = exposed.groupby("variant", sort=False)
     summary = pd.DataFrame(

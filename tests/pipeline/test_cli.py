@@ -188,10 +188,11 @@ def test_schedule_survives_failed_runs_and_stops_on_sigterm(
         deadline = time.monotonic() + 60
         while redis_client.zcard(layout.versions) < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert redis_client.zcard(layout.versions) == 1
-        live = redis_client.get(layout.live)
+        assert redis_client.zcard(layout.versions) >= 1
         (moving / "interactions.parquet").unlink()
-        time.sleep(3.5)  # a few failing runs
+        time.sleep(1.5)  # a run that had read the data before it vanished has finished by now
+        live = redis_client.get(layout.live)
+        time.sleep(3.0)  # a few failing runs
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=20)
     finally:

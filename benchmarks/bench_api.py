@@ -1,0 +1,411 @@
+"""Benchmark of the API: a real ``recsys serve`` (gunicorn) driven from other processes.
+
+One run measures, on loopback:
+
+* the floor: median latency of a raw Redis ``GET`` from Python (redis-py, one connection);
+* the ceiling: closed-loop throughput and latency of a trivial route (``/healthz``: the same
+  Flask app, middleware and gunicorn settings, no Redis);
+* top-10 recommendations (``/v1/users/{id}/recommendations?n=10``, random known users):
+  closed-loop throughput and latency, and latency at a fixed rate (default 1,000 req/s).
+
+Closed loop: ``wrk`` (Debian package) when installed, else a Python load generator. Fixed
+rate: a Python open-loop generator (processes x threads, each with a keep-alive
+connection) that sends on a fixed schedule and measures each latency from the request's
+*scheduled* time, so a stall shows up in the percentiles (no coordinated omission).
+
+Data: the real batch job (train + publish) on a generated shop, under a dedicated key
+prefix that is deleted afterwards.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_api.py --workers 2 --threads 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import redis  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------- set-up
+def publish_shop(redis_url: str, prefix: str, users: int, items: int, interactions: int, folder: Path) -> tuple[str, list[str]]:
+    """Train + publish a generated shop; (version, user ids with a list)."""
+    from recsys.data.generate import generate_shop
+    from recsys.pipeline.config import parse_config
+    from recsys.pipeline.run import run_pipeline
+
+    events, catalog = generate_shop(users, items, interactions, seed=7)
+    events.to_parquet(folder / "interactions.parquet", index=False)
+    catalog.to_parquet(folder / "catalog.parquet", index=False)
+    config = parse_config(
+        {
+            "data": {"path": str(folder), "format": "auto", "validation": "lenient"},
+            "training": {"out": str(folder / "runs")},
+            "models": {"popular": {}, "itemknn": {}, "als": {"factors": 32, "iterations": 8, "random_state": 1}, "rules": {}},
+            "lists": {"user_n": 20, "similar_n": 20, "together_n": 10, "popular_n": 50},
+            "publish": {"default_model": "als"},
+        },
+        source="benchmark configuration",
+    )
+    result = run_pipeline(config, redis_url=redis_url, prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    from recsys.store.keys import KeyLayout
+
+    key = KeyLayout(prefix).user_recs(result.publish.version, "als")
+    known = [u.decode() for u in client.hkeys(key)]
+    client.close()
+    return result.publish.version, known
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(redis_url: str, prefix: str, port: int, workers: int, threads: int, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update({"RECSYS_REDIS_URL": redis_url, "RECSYS_KEY_PREFIX": prefix, "PYTHONPATH": str(REPO_ROOT)})
+    command = [
+        sys.executable, "-m", "recsys.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--threads", str(threads),
+    ]
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return process
+        except OSError:
+            time.sleep(0.2)
+    process.terminate()
+    raise SystemExit(f"server not ready within 60 s:\n{log.read_text()}")
+
+
+# ---------------------------------------------------------------------------- floor
+def redis_get_latency(redis_url: str, key: str, count: int) -> dict[str, float]:
+    client = redis.Redis.from_url(redis_url)
+    client.get(key)
+    samples = np.empty(count)
+    for k in range(count):
+        started = time.perf_counter()
+        client.get(key)
+        samples[k] = time.perf_counter() - started
+    client.close()
+    return {"p50_ms": float(np.percentile(samples, 50) * 1e3), "p99_ms": float(np.percentile(samples, 99) * 1e3)}
+
+
+# ---------------------------------------------------------------------------- closed loop
+def wrk_run(base: str, paths: list[str], seconds: int, connections: int, wrk_threads: int, folder: Path) -> dict[str, float]:
+    """Closed-loop load with wrk: requests/s and latency percentiles."""
+    script = folder / f"paths-{uuid.uuid4().hex[:6]}.lua"
+    quoted = ",".join(json.dumps(p) for p in paths)
+    script.write_text(
+        f"local paths = {{{quoted}}}\n"
+        "math.randomseed(os.time())\n"
+        "request = function() return wrk.format('GET', paths[math.random(#paths)]) end\n"
+        "done = function(summary, latency, requests)\n"
+        "  io.write(string.format('JSON {\"p50\": %d, \"p99\": %d, \"errors\": %d, \"non2xx\": %d}\\n',\n"
+        "    latency:percentile(50), latency:percentile(99),\n"
+        "    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,\n"
+        "    summary.errors.status))\n"
+        "end\n"
+    )
+    command = ["wrk", "-t", str(wrk_threads), "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), base]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    extra = json.loads(output.split("JSON ", 1)[1].splitlines()[0])
+    return {
+        "requests_per_s": rate,
+        "p50_ms": extra["p50"] / 1e3,
+        "p99_ms": extra["p99"] / 1e3,
+        "errors": extra["errors"] + extra["non2xx"],
+        "tool": "wrk",
+    }
+
+
+def _python_closed_worker(args: tuple[str, int, list[str], float]) -> tuple[int, list[float], int]:
+    host_port, connections, paths, seconds = args
+    host, port = host_port.rsplit(":", 1)
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+
+    def run() -> None:
+        nonlocal errors
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        local, bad = [], 0
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            connection.request("GET", random.choice(paths))
+            response = connection.getresponse()
+            response.read()
+            local.append(time.perf_counter() - started)
+            bad += response.status != 200
+        with lock:
+            latencies.extend(local)
+            errors += bad
+
+    threads = [threading.Thread(target=run) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(latencies), latencies, errors
+
+
+def python_closed_run(base: str, paths: list[str], seconds: int, connections: int, processes: int) -> dict[str, float]:
+    host_port = base.split("://", 1)[1]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        parts = pool.map(_python_closed_worker, [(host_port, max(1, connections // processes), paths, seconds)] * processes)
+    latencies = np.concatenate([np.asarray(p[1]) for p in parts])
+    return {
+        "requests_per_s": len(latencies) / seconds,
+        "p50_ms": float(np.percentile(latencies, 50) * 1e3),
+        "p99_ms": float(np.percentile(latencies, 99) * 1e3),
+        "errors": sum(p[2] for p in parts),
+        "tool": "python",
+    }
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput, plus the range over all runs."""
+    ordered = sorted(runs, key=lambda r: r["requests_per_s"])
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["range_per_s"] = (ordered[0]["requests_per_s"], ordered[-1]["requests_per_s"])
+    chosen["runs"] = len(runs)
+    return chosen
+
+
+# ---------------------------------------------------------------------------- fixed rate
+def _fixed_rate_worker(args: tuple[str, list[str], float, int, float, float]) -> tuple[list[float], int, int]:
+    """Threads of one process, each sending every ``interval`` s on its own connection."""
+    host_port, paths, start_at, threads, interval, seconds = args
+    host, port = host_port.rsplit(":", 1)
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    lock = threading.Lock()
+
+    def run(offset: float) -> None:
+        nonlocal errors, sent
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        local, bad, k = [], 0, 0
+        rng = random.Random(offset)
+        while True:
+            scheduled = start_at + offset + k * interval
+            if scheduled - start_at >= seconds:
+                break
+            wait = scheduled - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            connection.request("GET", rng.choice(paths))
+            response = connection.getresponse()
+            response.read()
+            local.append(time.time() - scheduled)  # from the scheduled time: stalls count
+            bad += response.status != 200
+            k += 1
+        with lock:
+            latencies.extend(local)
+            errors += bad
+            sent += k
+
+    workers = [threading.Thread(target=run, args=(interval * t / threads + random.random() * 1e-4,)) for t in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    return latencies, errors, sent
+
+
+def fixed_rate_run(base: str, paths: list[str], rate: float, seconds: int, processes: int, threads: int) -> dict[str, float]:
+    """Open loop: ``rate`` requests/s spread over processes x threads connections."""
+    host_port = base.split("://", 1)[1]
+    senders = processes * threads
+    interval = senders / rate
+    start_at = time.time() + 2.0  # every process is up by then
+    jobs = []
+    for p in range(processes):
+        # the processes' threads interleave: offsets p/processes of a thread's interval apart
+        jobs.append((host_port, paths, start_at + interval * p / senders, threads, interval, seconds))
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        parts = pool.map(_fixed_rate_worker, jobs)
+    latencies = np.concatenate([np.asarray(p[0]) for p in parts])
+    sent = sum(p[2] for p in parts)
+    return {
+        "target_per_s": rate,
+        "achieved_per_s": sent / seconds,
+        "p50_ms": float(np.percentile(latencies, 50) * 1e3),
+        "p99_ms": float(np.percentile(latencies, 99) * 1e3),
+        "max_ms": float(latencies.max() * 1e3),
+        "errors": sum(p[1] for p in parts),
+        "tool": "python open loop",
+    }
+
+
+# ---------------------------------------------------------------------------- main
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
+    except OSError:
+        pass
+    import flask
+    import gunicorn
+
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "flask": flask.__version__,
+        "gunicorn": gunicorn.__version__,
+        "redis_server": redis.Redis.from_url(ARGS.redis).info("server")["redis_version"],
+        "load_average_before": os.getloadavg(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--redis", default=os.environ.get("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--items", type=int, default=2_000)
+    parser.add_argument("--interactions", type=int, default=400_000)
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each load run")
+    parser.add_argument("--connections", type=int, default=16, help="closed-loop connections")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating closed-loop rounds (median reported)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="fixed-rate run, requests/s")
+    parser.add_argument("--rate-processes", type=int, default=2)
+    parser.add_argument("--rate-threads", type=int, default=8)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    global ARGS
+    ARGS = parser.parse_args()
+    args = ARGS
+    prefix = f"bench-api-{uuid.uuid4().hex[:8]}:"
+    folder = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    client = redis.Redis.from_url(args.redis)
+    process = None
+    results: dict[str, Any] = {"machine": machine(), "settings": vars(args).copy()}
+    try:
+        started = time.perf_counter()
+        version, users = publish_shop(args.redis, prefix, args.users, args.items, args.interactions, folder)
+        print(f"published {version}: {len(users)} users with lists ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
+        port = free_port()
+        process = start_server(args.redis, prefix, port, args.workers, args.threads, folder / "serve.log")
+        base = f"http://127.0.0.1:{port}"
+        recommend = [f"/v1/users/{u}/recommendations?n=10" for u in random.Random(1).sample(users, min(len(users), 2000))]
+        with urllib.request.urlopen(base + recommend[0]) as response:
+            sample = json.loads(response.read())
+        assert len(sample["items"]) == 10 and sample["model"] == "als", sample
+        closed = wrk_run if shutil.which("wrk") else None
+        wrk_threads = 1
+
+        def closed_loop(paths: list[str]) -> dict[str, float]:
+            if closed is not None:
+                return wrk_run(base, paths, args.seconds, args.connections, wrk_threads, folder)
+            return python_closed_run(base, paths, args.seconds, args.connections, 2)
+
+        closed_loop(["/healthz"])  # warm-up: every worker and thread has run both routes
+        closed_loop(recommend[:200])
+        results["redis_get"] = redis_get_latency(args.redis, f"{prefix}live", 20_000)
+        # Alternating rounds: drift of a shared machine hits both routes alike.
+        trivial_runs, recommend_runs = [], []
+        for _ in range(args.rounds):
+            trivial_runs.append(closed_loop(["/healthz"]))
+            recommend_runs.append(closed_loop(recommend))
+        results["trivial"] = median_run(trivial_runs)
+        results["recommend"] = median_run(recommend_runs)
+        ratios = sorted(r["requests_per_s"] / t["requests_per_s"] for t, r in zip(trivial_runs, recommend_runs))
+        results["ratio"] = results["recommend"]["requests_per_s"] / results["trivial"]["requests_per_s"]
+        results["ratio_per_round"] = ratios
+        results["fixed_rate"] = fixed_rate_run(base, recommend, args.rate, args.seconds, args.rate_processes, args.rate_threads)
+        # the same schedule on the trivial route: tails the app does not cause show up here too
+        results["fixed_rate_trivial"] = fixed_rate_run(base, ["/healthz"], args.rate, args.seconds, args.rate_processes, args.rate_threads)
+        log = (folder / "serve.log").read_text(errors="replace")
+        results["server_tracebacks"] = log.count("Traceback")
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.unlink(*keys[start : start + 1000])
+        shutil.rmtree(folder, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+        return
+    print(report(results))
+
+
+def report(results: dict[str, Any]) -> str:
+    s = results["settings"]
+    t, r, f, g = results["trivial"], results["recommend"], results["fixed_rate"], results["redis_get"]
+    ft = results["fixed_rate_trivial"]
+    rows = [
+        ("raw Redis GET (redis-py, 1 connection)", "-", f"{g['p50_ms']:.3f}", f"{g['p99_ms']:.3f}"),
+        (f"GET /healthz, closed loop ({t['tool']}, {s['connections']} conn, median of {t['runs']})", f"{t['requests_per_s']:,.0f}", f"{t['p50_ms']:.2f}", f"{t['p99_ms']:.2f}"),
+        (f"top-10 recommendations, closed loop (same, median of {r['runs']})", f"{r['requests_per_s']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"),
+        (
+            f"GET /healthz at {ft['target_per_s']:,.0f} req/s (open loop)",
+            f"{ft['achieved_per_s']:,.0f}",
+            f"{ft['p50_ms']:.2f}",
+            f"{ft['p99_ms']:.2f}",
+        ),
+        (
+            f"top-10 recommendations at {f['target_per_s']:,.0f} req/s (open loop)",
+            f"{f['achieved_per_s']:,.0f}",
+            f"{f['p50_ms']:.2f}",
+            f"{f['p99_ms']:.2f}",
+        ),
+    ]
+    width = max(len(row[0]) for row in rows)
+    lines = [f"{'run':<{width}}  {'req/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}", "-" * (width + 29)]
+    lines += [f"{a:<{width}}  {b:>8}  {c:>7}  {d:>7}" for a, b, c, d in rows]
+    lines.append(
+        f"recommendations / trivial throughput: {results['ratio']:.0%} (per round: "
+        f"{', '.join(f'{x:.0%}' for x in results['ratio_per_round'])}); closed-loop ranges: trivial "
+        f"{t['range_per_s'][0]:,.0f}-{t['range_per_s'][1]:,.0f}, recommendations {r['range_per_s'][0]:,.0f}-{r['range_per_s'][1]:,.0f} req/s"
+    )
+    lines.append(
+        f"errors: trivial {t['errors']}, recommendations {r['errors']}, fixed rate {f['errors'] + ft['errors']}; "
+        f"max latency at fixed rate: recommendations {f['max_ms']:.1f} ms, trivial {ft['max_ms']:.1f} ms"
+    )
+    lines.append(f"load average before the run: {', '.join(f'{v:.2f}' for v in results['machine']['load_average_before'])}")
+    lines.append(f"server: {s['workers']} workers x {s['threads']} threads; tracebacks in its log: {results['server_tracebacks']}")
+    return "\n".join(lines)
+
+
+ARGS: argparse.Namespace
+
+if __name__ == "__main__":
+    main()

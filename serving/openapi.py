@@ -1,0 +1,490 @@
+"""``GET /openapi.json``: the OpenAPI 3.1 description of every endpoint of the app.
+
+The document holds the paths of the routes the app really has (``app.url_map``): a path
+described here whose blueprint is not registered is left out, and a test fails when a
+route has no description. A blueprint module may describe its own routes with a
+module-level ``OPENAPI_PATHS`` dict (OpenAPI path items keyed by ``/path/{param}``), which
+takes precedence over the descriptions below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app
+
+from recsys import __version__
+from serving.errors import json_response
+
+bp = Blueprint("openapi", __name__)
+
+_RULE_PARAM = re.compile(r"<(?:[a-z]+:)?(\w+)>")
+IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
+_CACHE = "recsys.openapi"
+
+
+def openapi_path(rule: str) -> str:
+    """``/v1/items/<path:item_id>/similar`` -> ``/v1/items/{item_id}/similar``."""
+    return _RULE_PARAM.sub(r"{\1}", rule)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _param(name: str, where: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or where == "path", "description": description, "schema": schema}
+
+
+ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 256}
+N_PARAM = _param("n", "query", "List length (default RECSYS_DEFAULT_N, at most RECSYS_MAX_N).", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10})
+BAD_REQUEST = _error("Invalid parameter (the message and `field` name it).")
+UNAVAILABLE = _error("Redis unreachable or too slow, or no version published yet.")
+NOT_FOUND = _error("Unknown item.")
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["status", "message"],
+                "properties": {
+                    "status": {"type": "integer"},
+                    "message": {"type": "string"},
+                    "field": {"type": "string", "description": "the parameter at fault"},
+                    "available": {"type": "array", "items": {"type": "string"}},
+                },
+                "additionalProperties": True,
+            }
+        },
+    },
+    "Entry": {
+        "type": "object",
+        "required": ["item_id", "score", "title", "category", "price"],
+        "properties": {
+            "item_id": {"type": "string"},
+            "score": {"type": ["number", "null"]},
+            "title": {"type": ["string", "null"]},
+            "category": {"type": ["string", "null"]},
+            "price": {"type": ["number", "null"]},
+        },
+    },
+    "RuleEntry": {
+        "allOf": [
+            _ref("Entry"),
+            {
+                "type": "object",
+                "required": ["confidence", "lift"],
+                "properties": {
+                    "confidence": {"type": ["number", "null"], "description": "P(item | basket item)"},
+                    "lift": {"type": ["number", "null"], "description": "confidence / P(item)"},
+                },
+            },
+        ]
+    },
+    "ListAnswer": {
+        "type": "object",
+        "required": ["model", "version", "recommendation_id", "items"],
+        "properties": {
+            "model": {"type": "string", "description": "model or list that served (popular on fallback)"},
+            "version": {"type": "string", "description": "published version read"},
+            "recommendation_id": {"type": "string", "description": "quote it in events about this list"},
+            "items": {"type": "array", "items": _ref("Entry")},
+        },
+    },
+    "UserRecommendations": {
+        "allOf": [
+            _ref("ListAnswer"),
+            {
+                "type": "object",
+                "required": ["user_id", "fallback", "topped_up"],
+                "properties": {
+                    "user_id": {"type": "string"},
+                    "fallback": {"type": ["string", "null"], "enum": ["popular", None], "description": "popular: unknown user"},
+                    "topped_up": {"type": "boolean", "description": "the list was filled up from the popular list"},
+                    "experiment": {"type": "string", "description": "present while an A/B experiment routes this user"},
+                    "variant": {"type": "string"},
+                },
+            },
+        ]
+    },
+    "ItemList": {
+        "allOf": [_ref("ListAnswer"), {"type": "object", "required": ["item_id"], "properties": {"item_id": {"type": "string"}}}]
+    },
+    "RuleList": {
+        "allOf": [
+            _ref("ListAnswer"),
+            {
+                "type": "object",
+                "required": ["item_id"],
+                "properties": {"item_id": {"type": "string"}, "items": {"type": "array", "items": _ref("RuleEntry")}},
+            },
+        ]
+    },
+    "BasketRecommendations": {
+        "allOf": [
+            _ref("ListAnswer"),
+            {
+                "type": "object",
+                "required": ["basket", "unknown_items", "fallback"],
+                "properties": {
+                    "basket": {"type": "array", "items": {"type": "string"}},
+                    "unknown_items": {"type": "array", "items": {"type": "string"}},
+                    "fallback": {"type": ["string", "null"], "enum": ["popular", None]},
+                    "items": {"type": "array", "items": {"anyOf": [_ref("RuleEntry"), _ref("Entry")]}},
+                },
+            },
+        ]
+    },
+    "PopularList": {
+        "allOf": [_ref("ListAnswer"), {"type": "object", "properties": {"category": {"type": ["string", "null"]}}}]
+    },
+    "Event": {
+        "type": "object",
+        "required": ["type", "item_id"],
+        "properties": {
+            "type": {"type": "string", "enum": ["impression", "click", "add_to_cart", "purchase", "rating"]},
+            "user_id": {"type": "string"},
+            "session_id": {"type": "string"},
+            "item_id": {"type": "string"},
+            "value": {"type": "number", "description": "revenue (>= 0) or rating (0..10)"},
+            "timestamp": {"type": ["number", "string"], "description": "unix seconds or ISO-8601; default now"},
+            "recommendation_id": {"type": "string"},
+        },
+        "description": "user_id or session_id is required",
+    },
+    "Experiment": {
+        "type": "object",
+        "required": ["name", "variants"],
+        "properties": {
+            "name": {"type": "string"},
+            "variants": {
+                "type": "array",
+                "minItems": 2,
+                "items": {
+                    "type": "object",
+                    "required": ["name", "model"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "model": {"type": "string"},
+                        "weight": {"type": "number"},
+                        "options": {"type": "object"},
+                    },
+                },
+            },
+            "control": {"type": "string"},
+            "salt": {"type": "string"},
+            "unit": {"type": "string", "enum": ["user", "session"]},
+            "start": {"type": "number"},
+            "end": {"type": ["number", "null"]},
+            "description": {"type": "string"},
+        },
+        "additionalProperties": True,
+    },
+}
+
+API_PATHS: dict[str, Any] = {
+    "/v1/users/{user_id}/recommendations": {
+        "get": {
+            "summary": "Top-N recommendations for a user",
+            "description": (
+                "Model: `model` when given, else the user's A/B variant, else the version's default model. "
+                "Unknown users get the popular list (of `category`) with `fallback: popular`. Items in `exclude` "
+                "and items the user just interacted with (events) are left out; lists short of `n` after "
+                "filtering are filled up from the popular list."
+            ),
+            "operationId": "userRecommendations",
+            "parameters": [
+                _param("user_id", "path", "User id.", ID_SCHEMA),
+                N_PARAM,
+                _param("model", "query", "A published user model (400 lists the available ones).", {"type": "string"}),
+                _param("category", "query", "Keep only items of this catalogue category.", {"type": "string"}),
+                _param("exclude", "query", "Comma-separated item ids to leave out (at most 100).", {"type": "string"}),
+                _param("session_id", "query", "Session id, for experiments randomised by session.", ID_SCHEMA),
+            ],
+            "responses": {
+                "200": _json(_ref("UserRecommendations"), "The list."),
+                "400": BAD_REQUEST,
+                "503": UNAVAILABLE,
+            },
+        }
+    },
+    "/v1/items/{item_id}/similar": {
+        "get": {
+            "summary": "Items similar to an item",
+            "description": "Collaborative lists first; content-based lists cover items without interactions.",
+            "operationId": "similarItems",
+            "parameters": [
+                _param("item_id", "path", "Item id.", ID_SCHEMA),
+                N_PARAM,
+                _param("model", "query", "A model with published similar-items lists.", {"type": "string"}),
+            ],
+            "responses": {
+                "200": _json(_ref("ItemList"), "The list."),
+                "400": BAD_REQUEST,
+                "404": NOT_FOUND,
+                "503": UNAVAILABLE,
+            },
+        }
+    },
+    "/v1/items/{item_id}/bought-together": {
+        "get": {
+            "summary": "Items bought together with an item (association rules)",
+            "operationId": "boughtTogether",
+            "parameters": [_param("item_id", "path", "Item id.", ID_SCHEMA), N_PARAM],
+            "responses": {
+                "200": _json(_ref("RuleList"), "The list (empty for a known item without rules)."),
+                "400": BAD_REQUEST,
+                "404": NOT_FOUND,
+                "503": UNAVAILABLE,
+            },
+        }
+    },
+    "/v1/baskets/recommendations": {
+        "get": {
+            "summary": "What to add to a basket",
+            "description": (
+                "The basket items' bought-together lists merged (best confidence per candidate, basket items "
+                "left out); the popular list with `fallback: popular` when no rule applies."
+            ),
+            "operationId": "basketRecommendations",
+            "parameters": [
+                _param("items", "query", "Comma-separated item ids of the basket (1..50).", {"type": "string"}, required=True),
+                N_PARAM,
+            ],
+            "responses": {
+                "200": _json(_ref("BasketRecommendations"), "The list."),
+                "400": BAD_REQUEST,
+                "503": UNAVAILABLE,
+            },
+        }
+    },
+    "/v1/popular": {
+        "get": {
+            "summary": "Most popular items, overall or of a category",
+            "operationId": "popularItems",
+            "parameters": [N_PARAM, _param("category", "query", "A catalogue category.", {"type": "string"})],
+            "responses": {"200": _json(_ref("PopularList"), "The list."), "400": BAD_REQUEST, "503": UNAVAILABLE},
+        }
+    },
+    "/healthz": {
+        "get": {
+            "summary": "Liveness: the process answers",
+            "operationId": "healthz",
+            "responses": {"200": _json({"type": "object", "properties": {"status": {"const": "ok"}}}, "Alive.")},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "summary": "Readiness: Redis reachable and a live version published",
+            "operationId": "readyz",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "status": {"const": "ready"},
+                            "version": {"type": "string"},
+                            "default_model": {"type": ["string", "null"]},
+                            "user_models": {"type": "array", "items": {"type": "string"}},
+                            "similar_models": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                    "Ready.",
+                ),
+                "503": UNAVAILABLE,
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (all worker processes)",
+            "operationId": "metrics",
+            "responses": {"200": {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "operationId": "openapi",
+            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document.")},
+        }
+    },
+}
+
+_ADMIN_AUTH = [{"bearerAuth": []}]
+_ADMIN_ERRORS = {
+    "401": _error("Missing or wrong admin token."),
+    "404": _error("Admin API disabled (RECSYS_ADMIN_TOKEN unset) or unknown experiment."),
+    "503": UNAVAILABLE,
+}
+_NAME = _param("name", "path", "Experiment name.", {"type": "string"})
+_EXPERIMENT_ANSWER = _json({"allOf": [_ref("Experiment"), {"type": "object", "properties": {"active": {"type": "boolean"}}}]}, "The experiment.")
+
+#: Routes of the events, admin and dashboard blueprints (serving/events.py, admin.py, dashboard.py).
+AB_PATHS: dict[str, Any] = {
+    "/v1/events": {
+        "post": {
+            "summary": "Log events (impressions, clicks, carts, purchases, ratings)",
+            "description": (
+                "One event, an array, or `{\"events\": [...]}`; validated whole, stored whole (MULTI/EXEC) or not "
+                "at all. Needs `Authorization: Bearer <RECSYS_INGEST_TOKEN>` when that is set."
+            ),
+            "operationId": "postEvents",
+            "security": [{"bearerAuth": []}, {}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                _ref("Event"),
+                                {"type": "array", "items": _ref("Event")},
+                                {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": _ref("Event")}}},
+                            ]
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": _json({"type": "object", "properties": {"accepted": {"type": "integer"}}}, "Stored."),
+                "400": _error("Invalid events (`problems` lists index, field and reason)."),
+                "401": _error("Ingestion token missing or wrong."),
+                "413": _error("Body or batch too large."),
+                "503": UNAVAILABLE,
+            },
+        }
+    },
+    "/v1/admin/experiments": {
+        "get": {
+            "summary": "List experiments",
+            "operationId": "listExperiments",
+            "security": _ADMIN_AUTH,
+            "responses": {
+                "200": _json({"type": "object", "properties": {"experiments": {"type": "array", "items": _ref("Experiment")}}}, "Experiments."),
+                **_ADMIN_ERRORS,
+            },
+        },
+        "post": {
+            "summary": "Create an experiment",
+            "operationId": "createExperiment",
+            "security": _ADMIN_AUTH,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Experiment")}}},
+            "responses": {
+                "201": _EXPERIMENT_ANSWER,
+                "400": _error("Invalid definition."),
+                "409": _error("Name taken, or another experiment still running."),
+                "413": _error("Definition too large."),
+                **_ADMIN_ERRORS,
+            },
+        },
+    },
+    "/v1/admin/experiments/{name}": {
+        "get": {
+            "summary": "One experiment",
+            "operationId": "getExperiment",
+            "security": _ADMIN_AUTH,
+            "parameters": [_NAME],
+            "responses": {"200": _EXPERIMENT_ANSWER, **_ADMIN_ERRORS},
+        }
+    },
+    "/v1/admin/experiments/{name}/stop": {
+        "post": {
+            "summary": "Stop an experiment (everyone gets the control)",
+            "operationId": "stopExperiment",
+            "security": _ADMIN_AUTH,
+            "parameters": [_NAME],
+            "responses": {"200": _EXPERIMENT_ANSWER, **_ADMIN_ERRORS},
+        }
+    },
+    "/v1/admin/experiments/{name}/report": {
+        "get": {
+            "summary": "Statistical report of an experiment",
+            "operationId": "experimentReport",
+            "security": _ADMIN_AUTH,
+            "parameters": [_NAME],
+            "responses": {"200": _json({"type": "object"}, "Per-variant metrics, differences from control, SRM check."), **_ADMIN_ERRORS},
+        }
+    },
+    "/dashboard": {
+        "get": {
+            "summary": "HTML dashboard of the experiments (admin token as bearer, cookie or ?token=)",
+            "operationId": "dashboard",
+            "parameters": [
+                _param("token", "query", "Admin token, exchanged for a cookie and a redirect.", {"type": "string"}),
+                _param("experiment", "query", "Experiment to show.", {"type": "string"}),
+            ],
+            "responses": {
+                "200": {"description": "HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+                "303": {"description": "Token accepted: cookie set, redirect without it."},
+                "401": {"description": "Login page (HTML)."},
+                "404": {"description": "Admin disabled (HTML)."},
+            },
+        }
+    },
+}
+
+
+def app_routes(app: Flask) -> dict[str, set[str]]:
+    """OpenAPI path -> lower-case methods of every route of ``app`` (static files aside)."""
+    routes: dict[str, set[str]] = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        methods = {m.lower() for m in (rule.methods or set()) - IGNORED_METHODS}
+        routes.setdefault(openapi_path(rule.rule), set()).update(methods)
+    return routes
+
+
+def build_document(app: Flask) -> dict[str, Any]:
+    """The OpenAPI document of ``app``: described routes that exist in its url map."""
+    from serving import BLUEPRINTS
+
+    described: dict[str, Any] = {**API_PATHS, **AB_PATHS}
+    for spec in BLUEPRINTS:
+        module = importlib.import_module(spec.partition(":")[0])
+        described.update(getattr(module, "OPENAPI_PATHS", {}))
+    routes = app_routes(app)
+    paths = {}
+    for path in sorted(routes):
+        item = described.get(path)
+        if item is None:
+            continue
+        operations = {method: op for method, op in item.items() if method in routes[path]}
+        if operations:
+            paths[path] = operations
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "recsys API",
+            "version": __version__,
+            "description": "Recommendations for e-commerce, read from lists published to Redis by the batch job.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """The document, built once per app."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    document = app.extensions.get(_CACHE)
+    if document is None:
+        document = app.extensions[_CACHE] = build_document(app)
+    return json_response(document)

@@ -1,0 +1,296 @@
+"""Reading published lists: one Lua script call (EVALSHA) per request.
+
+The script (``recommend.lua`` beside this file) reads ``live``, the list the request needs,
+the catalogue entries of its items and the user's recent items, filters them (excluded,
+recent, out of stock, other category) and returns the chosen entries, atomically. The
+caller passes the version whose metadata it holds; when ``live`` moved on, the script
+answers "stale" and the reader loads the new version's metadata (immutable, so cached
+for good) and asks again. In the steady state a request is one round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from redis.exceptions import NoScriptError
+
+from recsys.errors import StoreError
+from recsys.store.keys import OVERALL, KeyLayout
+
+log = logging.getLogger(__name__)
+
+SCRIPT_PATH = Path(__file__).with_name("recommend.lua")
+#: Versions whose metadata is kept in memory (a few: live, and the ones just replaced).
+META_CACHE_SIZE = 8
+#: Attempts when the live version changes between metadata load and list read.
+MAX_ATTEMPTS = 3
+_CORRUPT = re.compile(r"(corrupt [^\n]*?)(?: script: |$)")
+
+
+def pack(command: Sequence[str | bytes | int]) -> bytes:
+    """A command in the Redis protocol (RESP array of bulk strings)."""
+    parts = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        value = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
+    return b"".join(parts)
+
+
+class NoLiveVersion(StoreError):
+    """Nothing is published under this prefix yet."""
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What the API needs of one version's metadata (``{p}v:{v}:meta``)."""
+
+    version: str
+    user_models: tuple[str, ...]
+    similar_models: tuple[str, ...]
+    default_model: str | None
+    has_together: bool
+    has_popular: bool
+    categories: frozenset[str]
+    category_list: tuple[str, ...]
+    list_length: dict[str, int]
+    created_at: float | None
+    #: Similar-items models in the order tried when no model is asked for: the default
+    #: model first (when it has similar lists), content-based ones last (they cover items
+    #: without interactions, collaborative ones are better where they exist).
+    similar_order: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def parse(cls, version: str, raw: bytes) -> Meta:
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise StoreError(f"metadata of version {version} is not JSON: {error}") from None
+        if not isinstance(document, dict):
+            raise StoreError(f"metadata of version {version} is not a JSON object")
+
+        def names(key: str) -> tuple[str, ...]:
+            value = document.get(key) or []
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise StoreError(f"metadata of version {version}: {key} must be a list of names")
+            return tuple(value)
+
+        user_models, similar_models = names("user_models"), names("similar_models")
+        categories = names("categories")
+        default = document.get("default_model")
+        if default is not None and default not in user_models:
+            default = user_models[0] if user_models else None
+        if default is None and user_models:
+            default = user_models[0]
+        lengths = document.get("list_length") or {}
+        order = sorted(
+            similar_models,
+            key=lambda m: (m != default, m == "content", similar_models.index(m)),
+        )
+        created = document.get("created_at")
+        return cls(
+            version=version,
+            user_models=user_models,
+            similar_models=similar_models,
+            default_model=default,
+            has_together=bool(document.get("has_together")),
+            has_popular=bool(document.get("has_popular")),
+            categories=frozenset(c for c in categories if c != OVERALL),
+            category_list=tuple(c for c in categories if c != OVERALL),
+            list_length={str(k): int(v) for k, v in lengths.items() if isinstance(v, int | float)},
+            created_at=float(created) if isinstance(created, int | float) else None,
+            similar_order=tuple(order),
+        )
+
+
+@dataclass
+class ListResult:
+    """What the script returned for one request."""
+
+    version: str
+    meta: Meta
+    source: str
+    fallback: str | None
+    known: str
+    #: The entries as a JSON array (bytes), ready to be placed into the answer.
+    items_json: bytes
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        """The entries decoded (for callers that inspect them; the API sends the bytes)."""
+        return orjson.loads(self.items_json)
+
+
+class Reader:
+    """Reads lists through the script, keeping metadata of recent versions in memory.
+
+    One per process; thread-safe (the only shared state is the metadata cache).
+    """
+
+    def __init__(self, client: redis.Redis, layout: KeyLayout) -> None:
+        self.client = client
+        self.layout = layout
+        with open(SCRIPT_PATH, encoding="utf-8") as handle:
+            self.source = handle.read()
+        # Registered once per process; loaded into Redis on the first NOSCRIPT answer.
+        self.script = client.register_script(self.source)
+        self.sha: str = self.script.sha
+        self._meta: OrderedDict[str, Meta] = OrderedDict()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        #: The version whose metadata the next request sends (the live one last seen).
+        self.hint: str = ""
+
+    # ------------------------------------------------------------------ metadata
+    def meta(self, version: str) -> Meta:
+        """Metadata of ``version``, from memory or (once) from Redis."""
+        cached = self._meta.get(version)
+        if cached is not None:
+            return cached
+        raw = self.client.get(self.layout.meta(version))
+        if raw is None:
+            raise StoreError(f"live version {version} has no metadata ({self.layout.meta(version)})")
+        meta = Meta.parse(version, raw)
+        with self._lock:
+            self._meta[version] = meta
+            while len(self._meta) > META_CACHE_SIZE:
+                self._meta.popitem(last=False)
+        return meta
+
+    def current(self) -> Meta:
+        """Metadata of the live version; raises NoLiveVersion when none is published."""
+        if self.hint:
+            return self.meta(self.hint)
+        live = self.client.get(self.layout.live)
+        if live is None:
+            raise NoLiveVersion(f"no version is published under prefix {self.layout.prefix!r} yet")
+        self.hint = live.decode()
+        return self.meta(self.hint)
+
+    # ------------------------------------------------------------------ reads
+    def read(self, mode: str, n: int, resolve: Callable[[Meta], Sequence[str]]) -> ListResult:
+        """Run the script in ``mode``. ``resolve(meta)`` computes the mode's arguments from
+        the version's metadata (it may validate a model or category and raise), and is
+        called again when the live version changes under the request."""
+        for _ in range(MAX_ATTEMPTS):
+            version = self.hint
+            meta = self._meta.get(version) if version else None
+            if meta is None:
+                reply = self._call(mode, "", n, ())  # answers "stale" with the live version
+            else:
+                reply = self._call(mode, version, n, resolve(meta))
+            status = reply[0]
+            if status == b"ok" and meta is not None:
+                return self._parse(reply, meta)
+            if status == b"nolive":
+                self.hint = ""
+                raise NoLiveVersion(f"no version is published under prefix {self.layout.prefix!r} yet")
+            live = reply[1].decode()
+            self.meta(live)
+            self.hint = live
+        raise StoreError("the live version changed several times during the request; retry")
+
+    def _call(self, mode: str, version: str, n: int, args: Sequence[str]) -> list:
+        """EVALSHA of the script. Loads it when Redis lost it (restart: NOSCRIPT), and
+        retries once on a broken connection (Redis restarted since it was opened)."""
+        command = ("EVALSHA", self.sha, 0, mode, self.layout.prefix, version, n, *args)
+        reloaded = retried = False
+        while True:
+            try:
+                return self._execute(command)
+            except NoScriptError:
+                if reloaded:
+                    raise
+                self.client.script_load(self.source)
+                reloaded = True
+            except redis.ConnectionError:
+                if retried:
+                    raise
+                retried = True
+            except redis.ResponseError as error:
+                found = _CORRUPT.search(str(error))
+                if found:
+                    raise StoreError(f"published data unreadable: {found.group(1)}") from None
+                raise
+
+    def _connection(self) -> Any:
+        """This thread's connection (gthread workers have a fixed set of threads)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            pool = self.client.connection_pool
+            connection = self._local.connection = pool.connection_class(**pool.connection_kwargs)
+        return connection
+
+    def _execute(self, command: tuple) -> Any:
+        """One command on this thread's own connection. Used instead of
+        ``client.execute_command`` because redis-py's pool and per-command layers cost
+        more CPU than the script itself."""
+        connection = self._connection()
+        try:
+            connection.send_packed_command([pack(command)], check_health=False)
+            return connection.read_response()
+        except redis.ResponseError:
+            raise  # an error reply: the connection is fine
+        except BaseException:
+            # Broken, or timed out with an answer still to come: never reuse it.
+            connection.disconnect()
+            raise
+
+    @staticmethod
+    def _parse(reply: list, meta: Meta) -> ListResult:
+        fallback = reply[3].decode()
+        return ListResult(
+            version=reply[1].decode(),
+            meta=meta,
+            source=reply[2].decode(),
+            fallback=fallback or None,
+            known=reply[4].decode(),
+            items_json=reply[5],
+        )
+
+    # ------------------------------------------------------------------ per endpoint
+    def user(
+        self,
+        user_id: str,
+        n: int,
+        model: Callable[[Meta], str],
+        *,
+        category: str | None = None,
+        exclude: Sequence[str] = (),
+        exclude_recent: bool = True,
+        fallback: bool = True,
+    ) -> ListResult:
+        """Top-``n`` for a user from the model ``model(meta)`` names; unknown users get the
+        popular list (of ``category``) when ``fallback``; lists are filled up from it."""
+        tail = [
+            "1" if category is not None else "0",
+            category or "",
+            "1" if exclude_recent else "0",
+            "1" if fallback else "0",
+            *exclude,
+        ]
+        return self.read("user", n, lambda meta: [model(meta), user_id, *tail])
+
+    def similar(self, item_id: str, n: int, models: Callable[[Meta], Sequence[str]]) -> ListResult:
+        """Items similar to ``item_id`` from the first of ``models(meta)`` that has a list."""
+        return self.read("similar", n, lambda meta: [item_id, *models(meta)])
+
+    def together(self, item_id: str, n: int) -> ListResult:
+        """Bought-together entries (confidence, lift) of ``item_id``."""
+        return self.read("together", n, lambda meta: [item_id])
+
+    def basket(self, item_ids: Sequence[str], n: int) -> ListResult:
+        """What to add to a basket: the basket's bought-together lists merged."""
+        return self.read("basket", n, lambda meta: list(item_ids))
+
+    def popular(self, n: int, category: Callable[[Meta], str]) -> ListResult:
+        """Popular items overall or of the category ``category(meta)`` returns ("" = overall)."""
+        return self.read("popular", n, lambda meta: [category(meta)])

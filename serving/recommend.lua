@@ -1,0 +1,270 @@
+-- One API request, one round trip: read the live version, the list(s) the request needs,
+-- the catalogue entries of their items and the user's recent items, filter, and return
+-- the chosen entries. Atomic, so one answer never mixes two versions.
+--
+-- Keys are built from the prefix (recsys/store/keys.py) because the version is only known
+-- once `live` is read; this needs a standalone Redis (not Redis Cluster).
+--
+-- ARGV: mode, prefix, expected version, n, then per mode:
+--   user     model, user id, has category ("1"/"0"), category, exclude recent ("1"/"0"),
+--            popular fallback ("1"/"0"), excluded item ids...
+--   similar  item id, models to try in order...
+--   together item id
+--   basket   item ids...
+--   popular  category ("" = overall)
+-- Reply:
+--   {"nolive"}                     no live version
+--   {"stale", live}                the caller's metadata is for another version: reload, retry
+--   {"ok", live, source, fallback, known, items}
+--     source    model or list that served ("popular" on fallback)
+--     fallback  "" | "popular" (unknown user, empty basket) | "top_up" (list filled from popular)
+--     known     one "1"/"0" per requested item (similar, together, basket), else "1"
+--     items     the chosen entries as a JSON array: {"item_id", "score", ["confidence",
+--               "lift",] then the item's published catalogue fields}, ready to send
+--
+-- Catalogue entries are JSON objects written by the publisher; they are spliced into the
+-- answer, not decoded (decoded only to compare categories), to keep this script cheap:
+-- Redis runs it for every request of every API worker.
+
+local mode, prefix, expected = ARGV[1], ARGV[2], ARGV[3]
+local n = tonumber(ARGV[4]) or 10
+local RECENT_MAX = 200
+
+local live = redis.call('GET', prefix .. 'live')
+if not live then
+  return {'nolive'}
+end
+if live ~= expected then
+  return {'stale', live}
+end
+
+local root = prefix .. 'v:' .. live .. ':'
+local catalog_key = root .. 'catalog'
+local out = {'ok', live, '', '', '1'}
+local items = {}
+local count = 0
+local chosen = {}
+local NO_CATALOG = ',"title":null,"category":null,"price":null'
+
+-- Errors are raised as strings starting with "corrupt"; the API answers 503 with them.
+local function decode_blob(blob, key, field)
+  local ok, doc = pcall(cjson.decode, blob)
+  if not ok or type(doc) ~= 'table' or type(doc.i) ~= 'table' or type(doc.s) ~= 'table' then
+    error('corrupt list in ' .. key .. ' field ' .. field)
+  end
+  return doc
+end
+
+local function decode_list(key, field)
+  local blob = redis.call('HGET', key, field)
+  if not blob then
+    return nil
+  end
+  return decode_blob(blob, key, field)
+end
+
+-- A JSON number, or null for anything else (missing, NaN, infinite).
+local function num(value)
+  if type(value) == 'number' and value == value and value ~= math.huge and value ~= -math.huge then
+    return tostring(value)
+  end
+  return 'null'
+end
+
+-- The published catalogue fields of one entry as ',"title":...' (its object without braces).
+local function fields(raw, id)
+  if not raw then
+    return NO_CATALOG
+  end
+  if string.byte(raw, 1) ~= 123 or string.byte(raw, -1) ~= 125 then
+    error('corrupt catalogue entry ' .. id .. ' in ' .. catalog_key)
+  end
+  if string.find(raw, '^{%s*}$') then
+    return ''
+  end
+  return ',' .. string.sub(raw, 2, -2)
+end
+
+local function category_of(raw, id)
+  local ok, entry = pcall(cjson.decode, raw)
+  if not ok or type(entry) ~= 'table' then
+    error('corrupt catalogue entry ' .. id .. ' in ' .. catalog_key)
+  end
+  return entry.category
+end
+
+-- Appends eligible entries of `doc` (in order) until n are chosen. Eligible: not skipped,
+-- not chosen already, in stock, and of `category` when one is given (an item without a
+-- catalogue entry is in stock but of no category). `rules`: add confidence and lift.
+local function take(doc, skip, category, rules)
+  if not doc or count >= n then
+    return
+  end
+  local ids, scores = doc.i, doc.s
+  local conf = type(doc.c) == 'table' and doc.c or {}
+  local lift = type(doc.l) == 'table' and doc.l or {}
+  local total = #ids
+  local k = 1
+  while k <= total and count < n do
+    -- Fetch catalogue entries in windows a bit larger than what is still missing.
+    local last = math.min(total, k + (n - count) + 3)
+    local window = {}
+    for j = k, last do
+      window[#window + 1] = tostring(ids[j])
+    end
+    local entries = redis.call('HMGET', catalog_key, unpack(window))
+    for j = k, last do
+      if count >= n then
+        break
+      end
+      local id = window[j - k + 1]
+      if not skip[id] and not chosen[id] then
+        local raw = entries[j - k + 1]
+        local eligible
+        if raw then
+          -- a plain search for "false" first: the pattern only runs when it can match
+          eligible = not (string.find(raw, 'false', 1, true) and string.find(raw, '"in_stock"%s*:%s*false'))
+            and (not category or category_of(raw, id) == category)
+        else
+          eligible = not category
+        end
+        if eligible then
+          chosen[id] = true
+          count = count + 1
+          local head = '{"item_id":' .. cjson.encode(id) .. ',"score":' .. num(scores[j])
+          if rules then
+            head = head .. ',"confidence":' .. num(conf[j]) .. ',"lift":' .. num(lift[j])
+          end
+          items[count] = head .. fields(raw, id) .. '}'
+        end
+      end
+    end
+    k = last + 1
+  end
+end
+
+local function in_catalog(item)
+  return redis.call('HEXISTS', catalog_key, item) == 1
+end
+
+if mode == 'user' then
+  local model, user = ARGV[5], ARGV[6]
+  local category = nil
+  if ARGV[7] == '1' then
+    category = ARGV[8]
+  end
+  local exclude_recent, fallback = ARGV[9] == '1', ARGV[10] == '1'
+  local skip = {}
+  for k = 11, #ARGV do
+    skip[ARGV[k]] = true
+  end
+  if exclude_recent then
+    local recent = redis.call('ZREVRANGE', prefix .. 'recent:' .. user, 0, RECENT_MAX - 1)
+    for _, id in ipairs(recent) do
+      skip[id] = true
+    end
+  end
+  local doc = decode_list(root .. 'user:' .. model, user)
+  out[3] = model
+  if doc then
+    take(doc, skip, category)
+  elseif fallback then
+    out[3], out[4] = 'popular', 'popular'
+  end
+  if count < n and fallback then
+    local before = count
+    take(decode_list(root .. 'popular', category or ''), skip, category)
+    if doc and count > before then
+      out[4] = 'top_up'
+    end
+  end
+
+elseif mode == 'similar' then
+  local item = ARGV[5]
+  local doc = nil
+  for k = 6, #ARGV do
+    doc = decode_list(root .. 'similar:' .. ARGV[k], item)
+    if doc then
+      out[3] = ARGV[k]
+      break
+    end
+  end
+  if not doc then
+    out[3] = ARGV[6] or ''
+    if not in_catalog(item) then
+      out[5] = '0'
+    end
+  end
+  take(doc, {[item] = true}, nil)
+
+elseif mode == 'together' then
+  local item = ARGV[5]
+  local doc = decode_list(root .. 'together', item)
+  out[3] = 'together'
+  if not doc and not in_catalog(item) then
+    out[5] = '0'
+  end
+  take(doc, {[item] = true}, nil, true)
+
+elseif mode == 'basket' then
+  local items, in_basket = {}, {}
+  for k = 5, #ARGV do
+    items[#items + 1] = ARGV[k]
+    in_basket[ARGV[k]] = true
+  end
+  local blobs = redis.call('HMGET', root .. 'together', unpack(items))
+  local known = redis.call('HMGET', catalog_key, unpack(items))
+  local flags = {}
+  -- Best confidence per candidate over the basket's lists (its lift and score with it).
+  local best, order = {}, {}
+  for k = 1, #items do
+    local blob = blobs[k]
+    flags[k] = (blob or known[k]) and '1' or '0'
+    if blob then
+      local doc = decode_blob(blob, root .. 'together', items[k])
+      local conf = type(doc.c) == 'table' and doc.c or doc.s
+      local lift = type(doc.l) == 'table' and doc.l or {}
+      for j = 1, #doc.i do
+        local id = tostring(doc.i[j])
+        local c = tonumber(conf[j]) or 0
+        if not in_basket[id] then
+          local seen = best[id]
+          if not seen then
+            best[id] = {c, tonumber(lift[j]) or 0}
+            order[#order + 1] = id
+          elseif c > seen[1] then
+            seen[1], seen[2] = c, tonumber(lift[j]) or 0
+          end
+        end
+      end
+    end
+  end
+  out[5] = table.concat(flags)
+  table.sort(order, function(a, b)
+    local x, y = best[a], best[b]
+    if x[1] ~= y[1] then return x[1] > y[1] end
+    if x[2] ~= y[2] then return x[2] > y[2] end
+    return a < b
+  end)
+  local merged = {i = order, s = {}, c = {}, l = {}}
+  for j, id in ipairs(order) do
+    merged.s[j], merged.c[j], merged.l[j] = best[id][1], best[id][1], best[id][2]
+  end
+  out[3] = 'together'
+  take(merged, in_basket, nil, true)
+  if count == 0 then
+    out[3], out[4] = 'popular', 'popular'
+    take(decode_list(root .. 'popular', ''), in_basket, nil)
+  end
+
+elseif mode == 'popular' then
+  local doc = decode_list(root .. 'popular', ARGV[5])
+  out[3] = 'popular'
+  take(doc, {}, nil)
+
+else
+  error('unknown mode ' .. tostring(mode))
+end
+
+out[6] = count > 0 and ('[' .. table.concat(items, ',') .. ']') or '[]'
+return out
