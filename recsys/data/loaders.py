@@ -478,6 +478,15 @@ def _scan_records_slow(data: bytes, sep: str, quoting: bool, encoding: str) -> t
 
 
 # -------------------------------------------------------------------- MovieLens
+def _sessions_by_day(interactions: pd.DataFrame) -> pd.DataFrame:
+    """MovieLens has no orders or sessions: each user's ratings of one UTC day form a session,
+    so the association-rule model has baskets ("rated on the same day")."""
+    if schema.TIMESTAMP in interactions and schema.SESSION_ID not in interactions:
+        days = (interactions[schema.TIMESTAMP].to_numpy(dtype=np.int64) // 86400).astype(str)
+        interactions[schema.SESSION_ID] = pd.array(days, dtype="string")
+    return interactions
+
+
 def _load_movielens_100k(path: Path, *, strict: bool, now: float | None, with_catalog: bool) -> LoadedData:
     """MovieLens 100K: ``u.data`` (tab-separated ratings), ``u.item`` (``|``, latin-1, genre flags)."""
     folder = path if path.is_dir() else path.parent
@@ -494,6 +503,7 @@ def _load_movielens_100k(path: Path, *, strict: bool, now: float | None, with_ca
     )
     raw.frame[schema.EVENT_TYPE] = strings_from_codes(np.array([schema.RATING]), np.zeros(len(raw.frame), dtype=np.int64))
     interactions, report = validate_interactions(raw, strict=strict, now=now)
+    interactions = _sessions_by_day(interactions)
     data = LoadedData(interactions, None, ValidationReport([report]), DataSource("movielens-100k", str(path), str(ratings_file)))
 
     item_file = folder / "u.item"
@@ -558,6 +568,7 @@ def _load_movielens_latest(path: Path, *, strict: bool, now: float | None, with_
     if schema.EVENT_TYPE not in raw.frame:
         raw.frame[schema.EVENT_TYPE] = strings_from_codes(np.array([schema.RATING]), np.zeros(len(raw.frame), dtype=np.int64))
     interactions, report = validate_interactions(raw, strict=strict, now=now)
+    interactions = _sessions_by_day(interactions)
     source = DataSource("movielens-latest", str(path), str(ratings_file))
     data = LoadedData(interactions, None, ValidationReport([report]), source)
     movies_file = folder / "movies.csv"

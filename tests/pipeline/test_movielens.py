@@ -57,12 +57,13 @@ def test_pipeline_on_ml100k(
     layout = KeyLayout(key_prefix)
     version = first["version"]
     meta = orjson.loads(redis_client.get(layout.meta(version)))
-    configured = ["popular", "itemknn", "als", "ease", "svd", "content"]  # rules: no baskets in ML-100K
+    # rules: baskets are each user's ratings of one day (the loader's sessions)
+    configured = ["popular", "itemknn", "als", "ease", "svd", "content", "rules"]
     assert meta["user_models"] == configured
     assert meta["similar_models"] == ["itemknn", "als", "ease", "svd", "content"]
-    assert meta["default_model"] == "ease" and meta["has_popular"] and not meta["has_together"]
+    assert meta["default_model"] == "ease" and meta["has_popular"] and meta["has_together"]
     run_meta = json.loads((Path(first["run_dir"]) / "metadata.json").read_text())
-    assert run_meta["skipped"] == {"rules": "needs baskets, which the data has none of"}
+    assert run_meta["skipped"] == {}
     assert run_meta["counts"]["users"] == 943 and run_meta["counts"]["items"] == 1682
     for model in configured:
         assert redis_client.hlen(layout.user_recs(version, model)) == 943, model
