@@ -40,7 +40,7 @@ def test_zero_weight_component_is_ignored() -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"weights": [1.0]}, "weights has 1 values for 3 components"),
+        ({"weights": [1.0]}, "weights has 1 values for 2 components"),
         ({"components": [{"model": "nope"}]}, "unknown model 'nope'"),
         ({"components": [{"model": "blend"}]}, "cannot contain a blend"),
         ({"components": [{"model": "als", "params": {"factorz": 3}}]}, "unknown parameter 'factorz'"),
