@@ -5,6 +5,7 @@ One run measures, on loopback:
 * the floor: median latency of a raw Redis ``GET`` from Python (redis-py, one connection);
 * the ceiling: closed-loop throughput and latency of a trivial route (``/healthz``: the same
   Flask app, middleware and gunicorn settings, no Redis);
+* the cost of a Redis hop alone: the same for ``/readyz`` (one plain ``GET``, no logic);
 * top-10 recommendations (``/v1/users/{id}/recommendations?n=10``, random known users):
   closed-loop throughput and latency, and latency at a fixed rate (default 1,000 req/s).
 
@@ -14,9 +15,12 @@ connection) that sends on a fixed schedule and measures each latency from the re
 *scheduled* time, so a stall shows up in the percentiles (no coordinated omission).
 
 Data: the real batch job (train + publish) on a generated shop, under a dedicated key
-prefix that is deleted afterwards.
+prefix that is deleted afterwards, in a private redis-server by default (a shared Redis
+busy with other work delays only the route that uses it, which skews the comparison).
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_api.py --workers 2 --threads 4
+
+Redis: a private redis-server started for the run (``--redis URL`` to use another one).
 """
 
 from __future__ import annotations
@@ -107,6 +111,28 @@ def start_server(redis_url: str, prefix: str, port: int, workers: int, threads: 
             time.sleep(0.2)
     process.terminate()
     raise SystemExit(f"server not ready within 60 s:\n{log.read_text()}")
+
+
+def start_private_redis() -> tuple[subprocess.Popen, str]:
+    """A redis-server (the embedded one's binary) on a free loopback port, no persistence."""
+    from recsys.store.connection import EmbeddedRedis
+
+    port = free_port()
+    process = subprocess.Popen(
+        [EmbeddedRedis.executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if redis.Redis.from_url(url, socket_connect_timeout=0.2).ping():
+                return process, url
+        except redis.RedisError:
+            time.sleep(0.05)
+    process.terminate()
+    raise SystemExit("private redis-server did not start")
 
 
 # ---------------------------------------------------------------------------- floor
@@ -295,7 +321,11 @@ def machine() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--redis", default=os.environ.get("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument(
+        "--redis", default="private",
+        help="Redis URL, or 'private' (default): a redis-server started for the run on a free "
+        "loopback port, so other users of a shared Redis do not skew the numbers",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--users", type=int, default=20_000)
@@ -311,6 +341,9 @@ def main() -> None:
     global ARGS
     ARGS = parser.parse_args()
     args = ARGS
+    private = None
+    if args.redis == "private":
+        private, args.redis = start_private_redis()
     prefix = f"bench-api-{uuid.uuid4().hex[:8]}:"
     folder = Path(tempfile.mkdtemp(prefix="bench-api-"))
     client = redis.Redis.from_url(args.redis)
@@ -339,12 +372,15 @@ def main() -> None:
         closed_loop(recommend[:200])
         results["redis_get"] = redis_get_latency(args.redis, f"{prefix}live", 20_000)
         # Alternating rounds: drift of a shared machine hits both routes alike.
-        trivial_runs, recommend_runs = [], []
+        trivial_runs, one_get_runs, recommend_runs = [], [], []
         for _ in range(args.rounds):
             trivial_runs.append(closed_loop(["/healthz"]))
+            one_get_runs.append(closed_loop(["/readyz"]))
             recommend_runs.append(closed_loop(recommend))
         results["trivial"] = median_run(trivial_runs)
+        results["one_get"] = median_run(one_get_runs)
         results["recommend"] = median_run(recommend_runs)
+        results["ratio_to_one_get"] = results["recommend"]["requests_per_s"] / results["one_get"]["requests_per_s"]
         ratios = sorted(r["requests_per_s"] / t["requests_per_s"] for t, r in zip(trivial_runs, recommend_runs))
         results["ratio"] = results["recommend"]["requests_per_s"] / results["trivial"]["requests_per_s"]
         results["ratio_per_round"] = ratios
@@ -361,6 +397,9 @@ def main() -> None:
         for start in range(0, len(keys), 1000):
             client.unlink(*keys[start : start + 1000])
         shutil.rmtree(folder, ignore_errors=True)
+        if private is not None:
+            private.terminate()
+            private.wait(timeout=30)
     if args.json:
         print(json.dumps(results, indent=2, default=str))
         return
@@ -374,6 +413,7 @@ def report(results: dict[str, Any]) -> str:
     rows = [
         ("raw Redis GET (redis-py, 1 connection)", "-", f"{g['p50_ms']:.3f}", f"{g['p99_ms']:.3f}"),
         (f"GET /healthz, closed loop ({t['tool']}, {s['connections']} conn, median of {t['runs']})", f"{t['requests_per_s']:,.0f}", f"{t['p50_ms']:.2f}", f"{t['p99_ms']:.2f}"),
+        (f"GET /readyz (one Redis GET), closed loop (same, median of {results['one_get']['runs']})", f"{results['one_get']['requests_per_s']:,.0f}", f"{results['one_get']['p50_ms']:.2f}", f"{results['one_get']['p99_ms']:.2f}"),
         (f"top-10 recommendations, closed loop (same, median of {r['runs']})", f"{r['requests_per_s']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"),
         (
             f"GET /healthz at {ft['target_per_s']:,.0f} req/s (open loop)",
@@ -396,6 +436,7 @@ def report(results: dict[str, Any]) -> str:
         f"{', '.join(f'{x:.0%}' for x in results['ratio_per_round'])}); closed-loop ranges: trivial "
         f"{t['range_per_s'][0]:,.0f}-{t['range_per_s'][1]:,.0f}, recommendations {r['range_per_s'][0]:,.0f}-{r['range_per_s'][1]:,.0f} req/s"
     )
+    lines.append(f"recommendations / one-GET route throughput: {results['ratio_to_one_get']:.0%}")
     lines.append(
         f"errors: trivial {t['errors']}, recommendations {r['errors']}, fixed rate {f['errors'] + ft['errors']}; "
         f"max latency at fixed rate: recommendations {f['max_ms']:.1f} ms, trivial {ft['max_ms']:.1f} ms"

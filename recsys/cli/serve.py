@@ -52,7 +52,7 @@ def prepare_metrics_dir() -> tuple[Path, bool]:
 def gunicorn_options(
     host: str, port: int, workers: int, threads: int, timeout: int, access_log: bool, log_level: str
 ) -> dict[str, Any]:
-    """Gunicorn settings: gthread workers (keep-alive) when threads > 1."""
+    """Gunicorn settings: gthread workers (keep-alive, a thread pool per worker)."""
     from serving.metrics import mark_process_dead
 
     return {
@@ -94,7 +94,7 @@ def run_gunicorn(app: Any, options: dict[str, Any], on_exit: Any = None) -> None
 @click.option("--host", envvar="RECSYS_HOST", default="127.0.0.1", show_default=True, show_envvar=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", envvar="RECSYS_PORT", type=click.IntRange(0, 65535), default=8000, show_default=True, show_envvar=True, help="Port to listen on.")
 @click.option("--workers", envvar="RECSYS_WORKERS", type=click.IntRange(1, 64), default=2, show_default=True, show_envvar=True, help="Worker processes (about one per core).")
-@click.option("--threads", envvar="RECSYS_THREADS", type=click.IntRange(1, 256), default=4, show_default=True, show_envvar=True, help="Threads per worker (>1: gthread workers with keep-alive).")
+@click.option("--threads", envvar="RECSYS_THREADS", type=click.IntRange(1, 256), default=4, show_default=True, show_envvar=True, help="Threads per gthread worker (keep-alive connections).")
 @click.option("--timeout", type=click.IntRange(1, 3600), default=30, show_default=True, help="Seconds before a stuck worker is restarted.")
 @click.option("--redis", "redis_url", default=None, metavar="URL", help="Redis URL (overrides RECSYS_REDIS_URL; default: the embedded Redis).")
 @click.option("--prefix", default=None, metavar="PREFIX", help="Key prefix (overrides RECSYS_KEY_PREFIX).")
