@@ -384,6 +384,9 @@ def main() -> None:
         ratios = sorted(r["requests_per_s"] / t["requests_per_s"] for t, r in zip(trivial_runs, recommend_runs))
         results["ratio"] = results["recommend"]["requests_per_s"] / results["trivial"]["requests_per_s"]
         results["ratio_per_round"] = ratios
+        if private is not None:  # our own server: its statistics are this run's alone
+            stats = client.info("commandstats")
+            results["redis_script_us_per_call"] = stats.get("cmdstat_evalsha", {}).get("usec_per_call")
         results["fixed_rate"] = fixed_rate_run(base, recommend, args.rate, args.seconds, args.rate_processes, args.rate_threads)
         # the same schedule on the trivial route: tails the app does not cause show up here too
         results["fixed_rate_trivial"] = fixed_rate_run(base, ["/healthz"], args.rate, args.seconds, args.rate_processes, args.rate_threads)
@@ -437,6 +440,8 @@ def report(results: dict[str, Any]) -> str:
         f"{t['range_per_s'][0]:,.0f}-{t['range_per_s'][1]:,.0f}, recommendations {r['range_per_s'][0]:,.0f}-{r['range_per_s'][1]:,.0f} req/s"
     )
     lines.append(f"recommendations / one-GET route throughput: {results['ratio_to_one_get']:.0%}")
+    if results.get("redis_script_us_per_call") is not None:
+        lines.append(f"Redis time per script call (commandstats): {results['redis_script_us_per_call']:.1f} us")
     lines.append(
         f"errors: trivial {t['errors']}, recommendations {r['errors']}, fixed rate {f['errors'] + ft['errors']}; "
         f"max latency at fixed rate: recommendations {f['max_ms']:.1f} ms, trivial {ft['max_ms']:.1f} ms"
