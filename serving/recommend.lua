@@ -41,10 +41,9 @@ end
 local root = prefix .. 'v:' .. live .. ':'
 local catalog_key = root .. 'catalog'
 local out = {'ok', live, '', '', '1'}
-local items = {}
 local count = 0
 local chosen = {}
-local NO_CATALOG = ',"title":null,"category":null,"price":null'
+local NO_CATALOG = ',"title":null,"category":null,"price":null}'
 
 -- Errors are raised as strings starting with "corrupt"; the API answers 503 with them.
 local function decode_blob(blob, key, field)
@@ -71,18 +70,37 @@ local function num(value)
   return 'null'
 end
 
--- The published catalogue fields of one entry as ',"title":...' (its object without braces).
-local function fields(raw, id)
+-- The entries are built as pieces of one table, joined once at the end: every `..` makes
+-- a new (hashed, interned) Lua string, which costs more than the rest of the loop.
+local parts = {}
+
+-- Appends `"id"` (JSON string); ids needing escapes (rare) go through cjson.
+local function put_id(id)
+  local p = #parts
+  if string.find(id, '[%c"\\]') then
+    parts[p + 1] = cjson.encode(id)
+  else
+    parts[p + 1], parts[p + 2], parts[p + 3] = '"', id, '"'
+  end
+end
+
+-- Appends the published catalogue fields of one entry (its object without the opening
+-- brace, so ending the entry) as ',"title":...}'.
+local function put_fields(raw, id)
+  local p = #parts
   if not raw then
-    return NO_CATALOG
+    parts[p + 1] = NO_CATALOG
+    return
   end
   if string.byte(raw, 1) ~= 123 or string.byte(raw, -1) ~= 125 then
     error('corrupt catalogue entry ' .. id .. ' in ' .. catalog_key)
   end
-  if string.find(raw, '^{%s*}$') then
-    return ''
+  local second = string.byte(raw, 2)
+  if second == 125 or ((second == 32 or second == 9 or second == 10 or second == 13) and string.find(raw, '^{%s*}$')) then
+    parts[p + 1] = '}'
+  else
+    parts[p + 1], parts[p + 2] = ',', string.sub(raw, 2)
   end
-  return ',' .. string.sub(raw, 2, -2)
 end
 
 local function category_of(raw, id)
@@ -110,7 +128,7 @@ local function take(doc, skip, category, rules)
     local last = math.min(total, k + (n - count) + 3)
     local window = {}
     for j = k, last do
-      window[#window + 1] = tostring(ids[j])
+      window[j - k + 1] = tostring(ids[j])
     end
     local entries = redis.call('HMGET', catalog_key, unpack(window))
     for j = k, last do
@@ -131,11 +149,14 @@ local function take(doc, skip, category, rules)
         if eligible then
           chosen[id] = true
           count = count + 1
-          local head = '{"item_id":' .. cjson.encode(id) .. ',"score":' .. num(scores[j])
+          parts[#parts + 1] = count == 1 and '{"item_id":' or ',{"item_id":'
+          put_id(id)
+          local p = #parts
+          parts[p + 1], parts[p + 2] = ',"score":', num(scores[j])
           if rules then
-            head = head .. ',"confidence":' .. num(conf[j]) .. ',"lift":' .. num(lift[j])
+            parts[p + 3], parts[p + 4], parts[p + 5], parts[p + 6] = ',"confidence":', num(conf[j]), ',"lift":', num(lift[j])
           end
-          items[count] = head .. fields(raw, id) .. '}'
+          put_fields(raw, id)
         end
       end
     end
@@ -215,7 +236,9 @@ elseif mode == 'basket' then
   local blobs = redis.call('HMGET', root .. 'together', unpack(items))
   local known = redis.call('HMGET', catalog_key, unpack(items))
   local flags = {}
-  -- Best confidence per candidate over the basket's lists (its lift and score with it).
+  -- Best confidence per candidate over the basket's lists (its lift with it), and the best
+  -- rank any list gave it: ties in confidence keep the published order, so a basket of one
+  -- item lists exactly that item's bought-together entries.
   local best, order = {}, {}
   for k = 1, #items do
     local blob = blobs[k]
@@ -230,10 +253,15 @@ elseif mode == 'basket' then
         if not in_basket[id] then
           local seen = best[id]
           if not seen then
-            best[id] = {c, tonumber(lift[j]) or 0}
+            best[id] = {c, tonumber(lift[j]) or 0, j}
             order[#order + 1] = id
-          elseif c > seen[1] then
-            seen[1], seen[2] = c, tonumber(lift[j]) or 0
+          else
+            if c > seen[1] then
+              seen[1], seen[2] = c, tonumber(lift[j]) or 0
+            end
+            if j < seen[3] then
+              seen[3] = j
+            end
           end
         end
       end
@@ -243,6 +271,7 @@ elseif mode == 'basket' then
   table.sort(order, function(a, b)
     local x, y = best[a], best[b]
     if x[1] ~= y[1] then return x[1] > y[1] end
+    if x[3] ~= y[3] then return x[3] < y[3] end
     if x[2] ~= y[2] then return x[2] > y[2] end
     return a < b
   end)
@@ -266,5 +295,5 @@ else
   error('unknown mode ' .. tostring(mode))
 end
 
-out[6] = count > 0 and ('[' .. table.concat(items, ',') .. ']') or '[]'
+out[6] = '[' .. table.concat(parts) .. ']'
 return out
