@@ -22,6 +22,7 @@ import importlib
 import logging
 import os
 import threading
+import weakref
 from typing import Any
 
 import redis
@@ -112,16 +113,19 @@ class Services:
         self.settings = settings
         self.layout = KeyLayout(settings.key_prefix)
         self._lock = threading.Lock()
-        self._pid = -1
         self._client: redis.Redis | None = None
         self._router: Any = None
         self._reader: Any = None
+        os.register_at_fork(after_in_child=_forget_in_child(weakref.ref(self)))
+
+    def _forget(self) -> None:
+        """Drop the parent's connections and caches: a forked worker makes its own."""
+        self._lock = threading.Lock()
+        self._client = self._router = self._reader = None
 
     def _ensure(self) -> None:
-        if self._pid == os.getpid():
-            return
         with self._lock:
-            if self._pid == os.getpid():
+            if self._reader is not None:
                 return
             from recsys.abtest.router import ExperimentRouter
             from serving.reader import Reader
@@ -129,8 +133,7 @@ class Services:
             client = self._connect()
             self._client = client
             self._router = ExperimentRouter(client, self.layout, self.settings.router_refresh_seconds)
-            self._reader = Reader(client, self.layout)
-            self._pid = os.getpid()
+            self._reader = Reader(client, self.layout)  # last: it marks the set as made
 
     def _connect(self) -> redis.Redis:
         from recsys.store.connection import resolve_url
@@ -153,21 +156,37 @@ class Services:
     @property
     def client(self) -> redis.Redis:
         """The Redis client of this process (binary responses, bounded timeouts)."""
-        self._ensure()
+        if self._reader is None:
+            self._ensure()
         assert self._client is not None
         return self._client
 
     @property
     def router(self) -> Any:
         """The :class:`~recsys.abtest.router.ExperimentRouter` of this process."""
-        self._ensure()
+        if self._reader is None:
+            self._ensure()
         return self._router
 
     @property
     def reader(self) -> Any:
         """The :class:`~serving.reader.Reader` of this process."""
-        self._ensure()
-        return self._reader
+        reader = self._reader
+        if reader is None:
+            self._ensure()
+            reader = self._reader
+        return reader
+
+
+def _forget_in_child(ref: weakref.ref[Services]) -> Any:
+    """An at-fork hook that does not keep its app alive."""
+
+    def forget() -> None:
+        services_ = ref()
+        if services_ is not None:
+            services_._forget()
+
+    return forget
 
 
 def services(app: Flask | None = None) -> Services:

@@ -25,6 +25,7 @@ from redis.exceptions import NoScriptError
 
 from recsys.errors import StoreError
 from recsys.store.keys import OVERALL, KeyLayout
+from serving.link import open_link, pack_arguments
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +35,6 @@ META_CACHE_SIZE = 8
 #: Attempts when the live version changes between metadata load and list read.
 MAX_ATTEMPTS = 3
 _CORRUPT = re.compile(r"(corrupt [^\n]*?)(?: script: |$)")
-
-
-def pack(command: Sequence[str | bytes | int]) -> bytes:
-    """A command in the Redis protocol (RESP array of bulk strings)."""
-    parts = [b"*%d\r\n" % len(command)]
-    for arg in command:
-        value = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
-    return b"".join(parts)
 
 
 class NoLiveVersion(StoreError):
@@ -145,7 +137,9 @@ class Reader:
         self.sha: str = self.script.sha
         self._meta: OrderedDict[str, Meta] = OrderedDict()
         self._lock = threading.Lock()
-        self._local = threading.local()
+        #: How this process sends commands (pipelined under gevent, pooled with threads).
+        self.link = open_link(client)
+        self._heads: dict[str, bytes] = {}
         #: The version whose metadata the next request sends (the live one last seen).
         self.hint: str = ""
 
@@ -201,11 +195,14 @@ class Reader:
     def _call(self, mode: str, version: str, n: int, args: Sequence[str]) -> list:
         """EVALSHA of the script. Loads it when Redis lost it (restart: NOSCRIPT), and
         retries once on a broken connection (Redis restarted since it was opened)."""
-        command = ("EVALSHA", self.sha, 0, mode, self.layout.prefix, version, n, *args)
+        head = self._heads.get(mode)
+        if head is None:
+            head = self._heads[mode] = pack_arguments(("EVALSHA", self.sha, 0, mode, self.layout.prefix))
+        packed = b"*%d\r\n" % (7 + len(args)) + head + pack_arguments((version, n, *args))
         reloaded = retried = False
         while True:
             try:
-                return self._execute(command)
+                return self.link.execute(packed)
             except NoScriptError:
                 if reloaded:
                     raise
@@ -220,29 +217,6 @@ class Reader:
                 if found:
                     raise StoreError(f"published data unreadable: {found.group(1)}") from None
                 raise
-
-    def _connection(self) -> Any:
-        """This thread's connection (gthread workers have a fixed set of threads)."""
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            pool = self.client.connection_pool
-            connection = self._local.connection = pool.connection_class(**pool.connection_kwargs)
-        return connection
-
-    def _execute(self, command: tuple) -> Any:
-        """One command on this thread's own connection. Used instead of
-        ``client.execute_command`` because redis-py's pool and per-command layers cost
-        more CPU than the script itself."""
-        connection = self._connection()
-        try:
-            connection.send_packed_command([pack(command)], check_health=False)
-            return connection.read_response()
-        except redis.ResponseError:
-            raise  # an error reply: the connection is fine
-        except BaseException:
-            # Broken, or timed out with an answer still to come: never reuse it.
-            connection.disconnect()
-            raise
 
     @staticmethod
     def _parse(reply: list, meta: Meta) -> ListResult:

@@ -6,7 +6,7 @@ most every ``refresh_seconds``, so a request costs no extra Redis round trip.
 
 from __future__ import annotations
 
-import secrets
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,8 +31,12 @@ class Routing:
 
 
 def new_recommendation_id() -> str:
-    """Unique id for one served list, for events to quote: time-ordered hex + random."""
-    return f"{int(time.time() * 1000):x}-{secrets.token_hex(6)}"
+    """Unique id for one served list, for events to quote: time-ordered hex + random.
+
+    48 random bits from the process's generator (reseeded from the OS in every forked
+    worker): ids need to be unique, not secret, and a system call per request costs more
+    than the rest of making the id."""
+    return f"{int(time.time() * 1000):x}-{random.getrandbits(48):012x}"
 
 
 class ExperimentRouter:

@@ -19,10 +19,11 @@ from typing import Any
 
 import click
 
-from recsys.store.connection import URL_ENV
 from recsys.store.keys import PREFIX_ENV
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+URL_ENV = "RECSYS_REDIS_URL"  # recsys.store.connection.URL_ENV (that module imports redis)
+WORKER_CLASSES = ("gevent", "gthread")
 
 
 def bind_address(host: str, port: int) -> str:
@@ -50,16 +51,26 @@ def prepare_metrics_dir() -> tuple[Path, bool]:
 
 
 def gunicorn_options(
-    host: str, port: int, workers: int, threads: int, timeout: int, access_log: bool, log_level: str
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    timeout: int,
+    access_log: bool,
+    log_level: str,
+    worker_class: str = "gevent",
+    worker_connections: int = 1000,
 ) -> dict[str, Any]:
-    """Gunicorn settings: gthread workers (keep-alive, a thread pool per worker)."""
+    """Gunicorn settings: gevent workers (an event loop each, many keep-alive clients, Redis
+    commands auto-pipelined) or gthread workers (a thread pool each)."""
     from serving.metrics import mark_process_dead
 
     return {
         "bind": bind_address(host, port),
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread",
+        "worker_class": worker_class,
+        "worker_connections": worker_connections,
         "timeout": timeout,
         "graceful_timeout": 10,
         "keepalive": 5,
@@ -94,7 +105,12 @@ def run_gunicorn(app: Any, options: dict[str, Any], on_exit: Any = None) -> None
 @click.option("--host", envvar="RECSYS_HOST", default="127.0.0.1", show_default=True, show_envvar=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", envvar="RECSYS_PORT", type=click.IntRange(0, 65535), default=8000, show_default=True, show_envvar=True, help="Port to listen on.")
 @click.option("--workers", envvar="RECSYS_WORKERS", type=click.IntRange(1, 64), default=2, show_default=True, show_envvar=True, help="Worker processes (about one per core).")
-@click.option("--threads", envvar="RECSYS_THREADS", type=click.IntRange(1, 256), default=4, show_default=True, show_envvar=True, help="Threads per gthread worker (keep-alive connections).")
+@click.option(
+    "--worker-class", envvar="RECSYS_WORKER_CLASS", type=click.Choice(WORKER_CLASSES), default="gevent", show_default=True, show_envvar=True,
+    help="gevent: an event loop per worker, the Redis commands of concurrent requests pipelined (fastest); gthread: a thread pool per worker.",
+)
+@click.option("--worker-connections", envvar="RECSYS_WORKER_CONNECTIONS", type=click.IntRange(1, 100_000), default=1000, show_default=True, show_envvar=True, help="Most simultaneous clients per gevent worker.")
+@click.option("--threads", envvar="RECSYS_THREADS", type=click.IntRange(1, 256), default=4, show_default=True, show_envvar=True, help="Threads per gthread worker.")
 @click.option("--timeout", type=click.IntRange(1, 3600), default=30, show_default=True, help="Seconds before a stuck worker is restarted.")
 @click.option("--redis", "redis_url", default=None, metavar="URL", help="Redis URL (overrides RECSYS_REDIS_URL; default: the embedded Redis).")
 @click.option("--prefix", default=None, metavar="PREFIX", help="Key prefix (overrides RECSYS_KEY_PREFIX).")
@@ -104,6 +120,8 @@ def serve(
     host: str,
     port: int,
     workers: int,
+    worker_class: str,
+    worker_connections: int,
     threads: int,
     timeout: int,
     redis_url: str | None,
@@ -112,6 +130,12 @@ def serve(
     log_level: str,
 ) -> None:
     """Run the recommendation API under gunicorn."""
+    if worker_class == "gevent":
+        # Before redis, ssl and the app are imported, so every socket and lock they make is
+        # cooperative (gunicorn's worker patches again after fork: that is a no-op then).
+        from gevent import monkey
+
+        monkey.patch_all()
     from recsys.store.connection import configured_url, redact, resolve_url
 
     if redis_url:
@@ -136,13 +160,20 @@ def serve(
         raise
     state = services(app)
     click.echo(
-        f"recsys API on http://{bind_address(host, port)} ({workers} workers x {threads} threads); "
+        f"recsys API on http://{bind_address(host, port)} ({_shape(worker_class, workers, worker_connections, threads)}); "
         f"Redis {redact(os.environ[URL_ENV])}, prefix {state.layout.prefix!r}; {_readiness(os.environ[URL_ENV], state.layout.live)}",
         err=True,
     )
     sys.stderr.flush()
 
-    run_gunicorn(app, gunicorn_options(host, port, workers, threads, timeout, access_log, log_level), cleanup)
+    options = gunicorn_options(host, port, workers, threads, timeout, access_log, log_level, worker_class, worker_connections)
+    run_gunicorn(app, options, cleanup)
+
+
+def _shape(worker_class: str, workers: int, connections: int, threads: int) -> str:
+    if worker_class == "gevent":
+        return f"{workers} gevent workers, up to {connections} connections each"
+    return f"{workers} gthread workers x {threads} threads"
 
 
 def _readiness(url: str, live_key: str) -> str:
