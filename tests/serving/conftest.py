@@ -89,7 +89,9 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start_server(env_overrides: dict[str, str], log: Path, workers: int = 2, threads: int = 2) -> Server:
+def start_server(
+    env_overrides: dict[str, str], log: Path, workers: int = 2, threads: int = 2, worker_class: str = "gevent"
+) -> Server:
     """Start ``recsys serve`` on a free port and wait until /healthz answers (<= 30 s)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -98,6 +100,7 @@ def start_server(env_overrides: dict[str, str], log: Path, workers: int = 2, thr
     command = [
         sys.executable, "-m", "recsys.cli.main", "serve",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--threads", str(threads),
+        "--worker-class", worker_class,
     ]
     with open(log, "wb") as handle:
         process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT)

@@ -16,8 +16,29 @@ from tests.serving.conftest import REPO_ROOT
 def test_help_lists_the_options() -> None:
     result = CliRunner().invoke(serve, ["--help"])
     assert result.exit_code == 0
-    for option in ("--host", "--port", "--workers", "--threads", "--redis", "--prefix", "RECSYS_PORT"):
+    for option in ("--host", "--port", "--workers", "--worker-class", "--worker-connections", "--threads", "--redis", "--prefix", "RECSYS_PORT"):
         assert option in result.output
+
+
+def test_serve_names_the_same_url_variable_as_the_store() -> None:
+    from recsys.cli import serve as serve_module
+    from recsys.store.connection import URL_ENV
+
+    assert serve_module.URL_ENV == URL_ENV
+
+
+def test_gunicorn_options_per_worker_class() -> None:
+    from recsys.cli.serve import gunicorn_options
+
+    gevent = gunicorn_options("127.0.0.1", 8000, 2, 4, 30, False, "info")
+    assert gevent["worker_class"] == "gevent" and gevent["worker_connections"] == 1000
+    threaded = gunicorn_options("127.0.0.1", 8000, 2, 4, 30, False, "info", worker_class="gthread")
+    assert threaded["worker_class"] == "gthread" and threaded["threads"] == 4
+
+
+def test_unknown_worker_class_is_a_usage_error() -> None:
+    result = CliRunner().invoke(serve, ["--worker-class", "sync"])
+    assert result.exit_code == 2 and "--worker-class" in result.output
 
 
 def test_bind_address() -> None:

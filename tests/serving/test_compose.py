@@ -63,6 +63,7 @@ def test_api_command_is_recsys_serve(compose: dict[str, Any]) -> None:
     assert ctx.command.name == "serve"
     port = ctx.params["port"]
     assert ctx.params["host"] == "0.0.0.0"
+    assert ctx.params["worker_class"] == "gevent"  # the fast worker (Redis commands pipelined)
     assert f"{port}:{port}" in api["ports"]
     assert re.search(rf"^EXPOSE {port}$", DOCKERFILE.read_text(), re.M)
 

@@ -6,6 +6,7 @@ paused (SIGSTOP: accepts connections, never answers) and started again.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -121,3 +122,51 @@ def test_hung_redis_times_out_with_503(make_app, private_redis: PrivateRedis) ->
         os.kill(private_redis.process.pid, signal.SIGCONT)
     status, body, _ = timed_get(client, "/v1/users/u1/recommendations")
     assert status == 200 and body["version"] == "v1"
+
+
+@pytest.mark.slow
+def test_gevent_server_redis_stopped_hung_and_back(private_redis: PrivateRedis, tmp_path: Path) -> None:
+    """The same faults through a real ``recsys serve`` with gevent workers, whose requests
+    share one pipelined Redis connection per worker: every waiting request gets its 503."""
+    import concurrent.futures
+
+    from tests.serving.conftest import get, start_server, stop_server
+
+    layout = KeyLayout(PREFIX)
+    publish_fake(redis.Redis.from_url(private_redis.url), layout, version="v1")
+    env = {"RECSYS_REDIS_URL": private_redis.url, "RECSYS_KEY_PREFIX": PREFIX, "RECSYS_REDIS_TIMEOUT": "0.5"}
+    server = start_server(env, tmp_path / "serve.log", worker_class="gevent")
+    url = server.url + "/v1/users/u1/recommendations"
+
+    def timed(target: str) -> tuple[int, dict, float]:
+        started = time.perf_counter()
+        status, _, body = get(target, timeout=10)
+        return status, json.loads(body), time.perf_counter() - started
+
+    def burst() -> list[tuple[int, dict, float]]:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+            return list(pool.map(timed, [url] * 24))
+
+    try:
+        assert all(status == 200 for status, _, _ in burst())
+        assert private_redis.process is not None
+        os.kill(private_redis.process.pid, signal.SIGSTOP)  # hung: accepts, never answers
+        try:
+            answers = burst()
+        finally:
+            os.kill(private_redis.process.pid, signal.SIGCONT)
+        assert all(status == 503 and body["error"]["status"] == 503 for status, body, _ in answers), answers
+        assert max(seconds for _, _, seconds in answers) < 3.0
+        assert all(status == 200 for status, _, _ in burst())  # the same workers recover
+
+        private_redis.stop()
+        answers = burst()
+        assert all(status == 503 and "Redis" in body["error"]["message"] for status, body, _ in answers), answers
+        assert max(seconds for _, _, seconds in answers) < 3.0
+        private_redis.start()
+        publish_fake(redis.Redis.from_url(private_redis.url), layout, version="v2")
+        status, body, _ = timed(url)
+        assert status == 200 and body["version"] == "v2"
+        assert "Traceback" not in server.logs()
+    finally:
+        stop_server(server)

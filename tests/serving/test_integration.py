@@ -1,6 +1,7 @@
 """Every endpoint against lists published by the real batch job (recsys.pipeline: train +
 publish on a generated shop), through Flask's test client and through a real
-``recsys serve`` (gunicorn, 2 workers) over HTTP."""
+``recsys serve`` (gunicorn, 2 workers) over HTTP, with each worker class (gevent: Redis
+commands pipelined; gthread: pooled connections)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,23 @@ pytestmark = pytest.mark.slow
 Fetch = Callable[[str], tuple[int, Any]]
 
 
-@pytest.fixture(scope="module")
-def server(redis_url: str, pipeline_version: PipelineVersion, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    log = tmp_path_factory.mktemp("server") / "serve.log"
-    running = start_server({"RECSYS_REDIS_URL": redis_url, "RECSYS_KEY_PREFIX": pipeline_version.prefix}, log)
+def _serve(redis_url: str, version: PipelineVersion, folder: Any, worker_class: str) -> Iterator[Server]:
+    log = folder / "serve.log"
+    env = {"RECSYS_REDIS_URL": redis_url, "RECSYS_KEY_PREFIX": version.prefix}
+    running = start_server(env, log, worker_class=worker_class)
     yield running
     stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def server(redis_url: str, pipeline_version: PipelineVersion, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The default server: gevent workers."""
+    yield from _serve(redis_url, pipeline_version, tmp_path_factory.mktemp("gevent"), "gevent")
+
+
+@pytest.fixture(scope="module")
+def threaded_server(redis_url: str, pipeline_version: PipelineVersion, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from _serve(redis_url, pipeline_version, tmp_path_factory.mktemp("gthread"), "gthread")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +46,7 @@ def flask_app(redis_url: str, pipeline_version: PipelineVersion) -> Any:
     return create_app({"REDIS_URL": redis_url, "KEY_PREFIX": pipeline_version.prefix})
 
 
-@pytest.fixture(params=["flask", "http"])
+@pytest.fixture(params=["flask", "http", "http-gthread"])
 def fetch(request: pytest.FixtureRequest) -> Fetch:
     """GET a path and return (status, parsed JSON), through the test client or HTTP."""
     if request.param == "flask":
@@ -46,7 +58,7 @@ def fetch(request: pytest.FixtureRequest) -> Fetch:
             return response.status_code, response.get_json()
 
         return via_flask
-    base = request.getfixturevalue("server").url
+    base = request.getfixturevalue("server" if request.param == "http" else "threaded_server").url
 
     def via_http(path: str) -> tuple[int, Any]:
         status, headers, body = get(base + path)
@@ -190,6 +202,32 @@ def test_openapi_over_http(server: Server) -> None:
     assert status == 200 and "/v1/popular" in orjson.loads(body)["paths"]
 
 
-def test_server_log_has_no_tracebacks(server: Server) -> None:
-    assert "Traceback" not in server.logs()
+def test_concurrent_requests_each_get_their_own_answer(server: Server, store: Any, pipeline_version: PipelineVersion) -> None:
+    """Many simultaneous requests on one gevent worker share one pipelined Redis connection:
+    every answer must still be the one its own user's list gives."""
+    import concurrent.futures
+
+    client, layout, version = store
+    catalog = catalog_of(pipeline_version)
+    users = [u.decode() for u in client.hkeys(layout.user_recs(version, "als"))][:120]
+
+    def answer(user: str) -> tuple[str, str, list[str]]:
+        status, _, body = get(f"{server.url}/v1/users/{user}/recommendations?n=3&model=als")
+        assert status == 200
+        document = orjson.loads(body)
+        return user, document["user_id"], [e["item_id"] for e in document["items"]]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=24) as pool:
+        answers = list(pool.map(answer, users * 2))
+    assert len(answers) == 2 * len(users) > 100
+    for user, echoed, items in answers:
+        published = published_list(store, layout.user_recs(version, "als"), user)
+        assert echoed == user and items == expected(published["i"], catalog, 3)
+
+
+@pytest.mark.parametrize("which", ["server", "threaded_server"])
+def test_server_log_has_no_tracebacks_or_patch_warnings(which: str, request: pytest.FixtureRequest) -> None:
+    logs = request.getfixturevalue(which).logs()
+    assert "Traceback" not in logs
+    assert "MonkeyPatchWarning" not in logs  # gevent patched before redis and ssl were imported
 
