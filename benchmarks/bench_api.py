@@ -56,6 +56,7 @@ from typing import Any
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 import redis  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -262,6 +263,30 @@ def python_closed_run(
     }
 
 
+def cpu_seconds(processes: list[Any]) -> float:
+    """User + system CPU seconds of ``processes`` so far (0 for one that has gone)."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def pipelined_counts(base: str) -> tuple[float, float]:
+    """(writes, commands) of the pipelined list reads, from the server's /metrics (all workers)."""
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values = {"writes": 0.0, "commands": 0.0}
+    for line in text.splitlines():
+        for name in values:
+            if line.startswith(f"recsys_api_redis_pipelined_{name}_total "):
+                values[name] = float(line.rsplit(" ", 1)[1])
+    return values["writes"], values["commands"]
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median throughput, plus the range over all runs."""
     ordered = sorted(runs, key=lambda r: r["requests_per_s"])
@@ -429,14 +454,28 @@ def main() -> None:
         closed = wrk_run if shutil.which("wrk") else None
         wrk_threads = 1
 
+        api_processes = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        redis_processes = [psutil.Process(private.pid)] if private is not None else []
+
         def closed_loop(paths: list[str]) -> dict[str, float]:
+            """One closed-loop run, with the CPU time per request of the API processes
+            (gunicorn master and workers) and of Redis (a private one only)."""
+            api_before, redis_before = cpu_seconds(api_processes), cpu_seconds(redis_processes)
+            started = time.perf_counter()
             if closed is not None:
-                return wrk_run(base, paths, args.seconds, args.connections, wrk_threads, folder, other_cpus)
-            return python_closed_run(base, paths, args.seconds, args.connections, 2, other_cpus)
+                run = wrk_run(base, paths, args.seconds, args.connections, wrk_threads, folder, other_cpus)
+            else:
+                run = python_closed_run(base, paths, args.seconds, args.connections, 2, other_cpus)
+            served = run["requests_per_s"] * (time.perf_counter() - started)
+            run["api_cpu_us"] = (cpu_seconds(api_processes) - api_before) / served * 1e6
+            if redis_processes:
+                run["redis_cpu_us"] = (cpu_seconds(redis_processes) - redis_before) / served * 1e6
+            return run
 
         closed_loop(["/healthz"])  # warm-up: every worker and thread has run both routes
         closed_loop(recommend[:200])
         results["redis_get"] = redis_get_latency(args.redis, f"{prefix}live", 20_000)
+        pipelined_before = pipelined_counts(base)
         # Alternating rounds: drift of a shared machine hits both routes alike.
         trivial_runs, one_get_runs, recommend_runs = [], [], []
         for _ in range(args.rounds):
@@ -446,6 +485,8 @@ def main() -> None:
         results["trivial"] = median_run(trivial_runs)
         results["one_get"] = median_run(one_get_runs)
         results["recommend"] = median_run(recommend_runs)
+        writes, commands = (after - before for after, before in zip(pipelined_counts(base), pipelined_before))
+        results["commands_per_redis_write"] = commands / writes if writes else None
         results["ratio_to_one_get"] = results["recommend"]["requests_per_s"] / results["one_get"]["requests_per_s"]
         ratios = sorted(r["requests_per_s"] / t["requests_per_s"] for t, r in zip(trivial_runs, recommend_runs))
         results["ratio"] = results["recommend"]["requests_per_s"] / results["trivial"]["requests_per_s"]
@@ -510,6 +551,15 @@ def report(results: dict[str, Any]) -> str:
         f"{t['range_per_s'][0]:,.0f}-{t['range_per_s'][1]:,.0f}, recommendations {r['range_per_s'][0]:,.0f}-{r['range_per_s'][1]:,.0f} req/s"
     )
     lines.append(f"recommendations / one-GET route throughput: {results['ratio_to_one_get']:.0%}")
+    cpu = [
+        f"{name} {run['api_cpu_us']:.0f}" + (f" + {run['redis_cpu_us']:.0f}" if "redis_cpu_us" in run else "")
+        for name, run in (("/healthz", t), ("/readyz", results["one_get"]), ("top-10", r))
+        if "api_cpu_us" in run
+    ]
+    if cpu:
+        lines.append(f"CPU per request, API processes + Redis (us): {'; '.join(cpu)}")
+    if results.get("commands_per_redis_write"):
+        lines.append(f"list reads per Redis write (pipelining, from /metrics): {results['commands_per_redis_write']:.1f}")
     if results.get("redis_script_us_per_call") is not None:
         lines.append(f"Redis time per script call (commandstats): {results['redis_script_us_per_call']:.1f} us")
     lines.append(

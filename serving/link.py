@@ -94,13 +94,16 @@ class PipelinedLink:
         import gevent
         from gevent.event import AsyncResult
 
+        from serving.metrics import REDIS_COMMANDS, REDIS_WRITES
+
         self.client = client
         self._spawn = gevent.spawn
         self._result_class = AsyncResult
         self._queue: list[tuple[bytes, Any]] = []
         self._connection: Any = None
         self._draining = False
-        #: Batches sent and commands in them (for tests and the benchmark).
+        self._metrics = (REDIS_WRITES, REDIS_COMMANDS)
+        #: Batches sent and commands in them (also Prometheus counters).
         self.batches = 0
         self.commands = 0
 
@@ -126,6 +129,9 @@ class PipelinedLink:
     def _send(self, batch: list[tuple[bytes, Any]]) -> None:
         self.batches += 1
         self.commands += len(batch)
+        writes, commands = self._metrics
+        writes.inc()
+        commands.inc(len(batch))
         done = 0
         try:
             if self._connection is None:

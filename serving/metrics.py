@@ -53,6 +53,16 @@ FALLBACKS = Counter(
     ["endpoint", "reason"],
     registry=REGISTRY,
 )
+REDIS_WRITES = Counter(
+    "recsys_api_redis_pipelined_writes_total",
+    "Writes of pipelined list-read commands to Redis (gevent workers); commands / writes = batch size.",
+    registry=REGISTRY,
+)
+REDIS_COMMANDS = Counter(
+    "recsys_api_redis_pipelined_commands_total",
+    "List-read commands sent in those writes.",
+    registry=REGISTRY,
+)
 ROUTER_ERRORS = Counter(
     "recsys_api_router_errors_total",
     "A/B routing failures (the request was served by the default model).",

@@ -49,6 +49,9 @@ def main() -> None:
     echoes = run_all(link, [("ECHO", f"{prefix}{k}") for k in range(300)])
     out["echo_correct"] = sum(r == ("ok", f"{prefix}{k}") for k, r in enumerate(echoes))
     out["batches"], out["commands"] = link.batches, link.commands
+    from serving.metrics import REDIS_COMMANDS, REDIS_WRITES
+
+    out["metric_writes"], out["metric_commands"] = REDIS_WRITES._value.get(), REDIS_COMMANDS._value.get()
 
     # An error reply fails its own command only; the others in the batch are answered.
     mixed = run_all(link, [("EVAL", ERROR_SCRIPT, 0, k) if k % 3 == 0 else ("ECHO", str(k)) for k in range(30)])

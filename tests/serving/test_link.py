@@ -91,6 +91,7 @@ def test_pipelined_link_under_gevent(redis_url: str, key_prefix: str) -> None:
     assert out["cooperative"] is True
     assert out["echo_correct"] == 300
     assert out["commands"] == 300 and out["batches"] < 300  # simultaneous commands shared writes
+    assert (out["metric_writes"], out["metric_commands"]) == (out["batches"], out["commands"])  # /metrics
     assert len(out["mixed_errors"]) == 10 and all("probe failure" in e[1] for e in out["mixed_errors"])
     assert out["mixed_ok"] == 20
     assert "error:ConnectionError" in out["killed"]
