@@ -454,12 +454,13 @@ def main() -> None:
         closed = wrk_run if shutil.which("wrk") else None
         wrk_threads = 1
 
-        api_processes = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
         redis_processes = [psutil.Process(private.pid)] if private is not None else []
 
         def closed_loop(paths: list[str]) -> dict[str, float]:
             """One closed-loop run, with the CPU time per request of the API processes
             (gunicorn master and workers) and of Redis (a private one only)."""
+            # Listed per run: workers may still be booting when the server first answers.
+            api_processes = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
             api_before, redis_before = cpu_seconds(api_processes), cpu_seconds(redis_processes)
             started = time.perf_counter()
             if closed is not None:
