@@ -102,10 +102,7 @@ class PipelinedLink:
         self._queue: list[tuple[bytes, Any]] = []
         self._connection: Any = None
         self._draining = False
-        self._metrics = (REDIS_WRITES, REDIS_COMMANDS)
-        #: Batches sent and commands in them (also Prometheus counters).
-        self.batches = 0
-        self.commands = 0
+        self._writes, self._commands = REDIS_WRITES, REDIS_COMMANDS
 
     def execute(self, packed: bytes) -> Any:
         result = self._result_class()
@@ -127,11 +124,8 @@ class PipelinedLink:
                 self._spawn(self._drain)
 
     def _send(self, batch: list[tuple[bytes, Any]]) -> None:
-        self.batches += 1
-        self.commands += len(batch)
-        writes, commands = self._metrics
-        writes.inc()
-        commands.inc(len(batch))
+        self._writes.inc()
+        self._commands.inc(len(batch))
         done = 0
         try:
             if self._connection is None:
