@@ -120,6 +120,10 @@ class Recommender(ABC):
     name: ClassVar[str] = "base"
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     requires: ClassVar[frozenset[str]] = frozenset()
+    # Named in the errors of a fit that learned non-finite values, and of a model that
+    # recommends nothing: which setting to change.
+    non_finite_hint: ClassVar[str] = "check the event weights ([weighting]) and the model's parameters"
+    empty_hint: ClassVar[str] = ""
 
     def __init__(self, config: ModelConfig | Mapping[str, Any] | None = None, **params: Any) -> None:
         self.config = self.parse_config(config, **params)
@@ -164,7 +168,25 @@ class Recommender(ABC):
         self.user_items = sp.csr_matrix(dataset.user_items, dtype=np.float32)
         self.n_users, self.n_items = self.user_items.shape
         self._fit(dataset, show_progress=show_progress)
+        self._check_finite()
         return self
+
+    def _check_finite(self) -> None:
+        """ModelError when the learned state holds NaN or infinity (a diverged fit would
+        otherwise give empty or meaningless lists without a word)."""
+        _, arrays = self._get_state()
+        for key, array in arrays.items():
+            if not (isinstance(array, np.ndarray) and np.issubdtype(array.dtype, np.floating) and array.size):
+                continue
+            # One sum first: finite values summing to infinity are rare, NaN always shows.
+            if np.isfinite(array.sum(dtype=np.float64)):
+                continue
+            bad = int(np.count_nonzero(~np.isfinite(array)))
+            if bad:
+                raise ModelError(
+                    f"{self.name}: the fit produced {bad} non-finite values in {key.split('__')[0]} "
+                    f"(of {array.size}): {self.non_finite_hint}"
+                )
 
     @property
     def is_fitted(self) -> bool:

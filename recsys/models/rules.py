@@ -68,6 +68,10 @@ class RulesRecommender(Recommender):
     name = "rules"
     config_class = RulesConfig
     requires = frozenset({"baskets"})
+    empty_hint = (
+        "no rule passed models.rules.min_support, min_confidence and min_lift (lower them), "
+        "or every basket holds one item (check the order_id / session_id column)"
+    )
 
     def __init__(self, config: RulesConfig | Mapping[str, Any] | None = None, **params: Any) -> None:
         super().__init__(config, **params)

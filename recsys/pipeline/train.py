@@ -348,6 +348,18 @@ def _train_into(
             raise DataError(f"publish.default_model: {default_model} cannot train here ({skipped[default_model]})")
         default_model = user_models[0] if user_models else None
 
+    # The served model, chosen on a temporal holdout of this data (recsys.pipeline.selection);
+    # it may drop models that fail there, add popular, and tune configurations.
+    from recsys.pipeline.selection import select_served_model
+
+    with timer.step("selection") as info:
+        selection = select_served_model(
+            config, interactions, loaded.catalog, model_configs, fitted_names, user_models, similar_models, default_model, skipped
+        )
+        info.update(default=selection.default_model, candidates=len(selection.rows))
+    model_configs, fitted_names, skipped = selection.model_configs, selection.fitted_names, selection.skipped
+    user_models, similar_models, default_model = selection.user_models, selection.similar_models, selection.default_model
+
     evaluation = _evaluate(config, interactions, loaded.catalog, fitted_names, timer) if config.evaluation.enabled else None
 
     dataset.users.save(folder / "users.npz")
@@ -391,6 +403,11 @@ def _train_into(
             popular_model = model
         del model
 
+    # Loud failures: a model without a single list fails (strict) or is dropped (lenient).
+    from recsys.pipeline.selection import check_lists
+
+    entries, default_model = check_lists(entries, selection, strict=config.data.validation == "strict")
+
     if lists_cfg.popular:
         with timer.step("lists.popular") as info:
             if popular_model is None:
@@ -429,6 +446,7 @@ def _train_into(
         "default_model": default_model,
         "lists": entries,
         "evaluation": evaluation,
+        "selection": selection.to_json(),
     }
 
 
