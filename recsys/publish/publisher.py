@@ -193,6 +193,9 @@ class Publisher:
         extra_meta = {
             "fingerprint": metadata.get("fingerprint"),
             "models": sorted(metadata.get("models", {})),
+            # Why the default model is served, and the candidates' holdout scores.
+            "default_reason": (metadata.get("selection") or {}).get("reason"),
+            "selection": metadata.get("selection"),
         }
         return self.publish(
             lists,
