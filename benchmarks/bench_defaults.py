@@ -21,6 +21,7 @@ items, 30,000 events).
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_defaults.py --json defaults.json
     python benchmarks/bench_defaults.py --datasets shop-small --models popular,als --selection
+    python benchmarks/bench_defaults.py --selection-only     # the served model per data set
 """
 
 from __future__ import annotations
@@ -107,8 +108,10 @@ def score(name: str, params: dict[str, Any], prepared: Any, settings: Evaluation
     return {"value": result[METRIC], "fit_seconds": result["fit_seconds"]}
 
 
-def bench(name: str, models: list[str], selection: bool) -> dict[str, Any]:
+def bench(name: str, models: list[str], selection: bool, grid: bool = True) -> dict[str, Any]:
     data, catalog = load_dataset(name)
+    if not grid:
+        return {"dataset": name, "rows": len(data), "models": {}, "selection": run_selection(data, catalog, models)}
     settings = EvaluationSettings(k=10)
     users, items = id_maps(data, catalog)
     outer = temporal(data)
@@ -187,7 +190,10 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 
 def selection_markdown(results: list[dict[str, Any]]) -> str:
-    lines = [f"| data set | served (auto) | its {METRIC} | best candidate | popular |", "| --- | --- | ---: | ---: | ---: |"]
+    lines = [
+        f"| data set | served (auto) | its {METRIC} | best candidate | popular | candidates ({METRIC} on the holdout) |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
     for result in results:
         selection = result.get("selection")
         if not selection:
@@ -196,9 +202,10 @@ def selection_markdown(results: list[dict[str, Any]]) -> str:
         chosen = next(c for c in candidates if c["chosen"])
         best = max(candidates, key=lambda c: c["value"])
         popular = next(c for c in candidates if c["model"] == "popular")
+        scores = ", ".join(f"{c['model']} {c['value']:.3f}" for c in candidates)
         lines.append(
             f"| {result['dataset']} | {chosen['model']} | {chosen['value']:.4f} | {best['model']} {best['value']:.4f} "
-            f"| {popular['value']:.4f} |"
+            f"| {popular['value']:.4f} | {scores} |"
         )
     return "\n".join(lines)
 
@@ -208,16 +215,18 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--selection", action="store_true", help="also run the pipeline's auto selection")
+    parser.add_argument("--selection-only", action="store_true", help="only the pipeline's auto selection")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     results = []
     for name in args.datasets.split(","):
-        results.append(bench(name, args.models.split(","), args.selection))
+        results.append(bench(name, args.models.split(","), args.selection or args.selection_only, not args.selection_only))
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
-    print(markdown(results))
-    if args.selection:
+    if not args.selection_only:
+        print(markdown(results))
+    if args.selection or args.selection_only:
         print()
         print(selection_markdown(results))
 
