@@ -65,7 +65,8 @@ def online_retail(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         {
             schema.USER_ID: raw["CustomerID"].str.removesuffix(".0"),
             schema.ITEM_ID: raw["StockCode"],
-            schema.TIMESTAMP: pd.to_datetime(raw["InvoiceDate"], format="%m/%d/%Y %H:%M").astype("int64") // 10**9,
+            schema.TIMESTAMP: (pd.to_datetime(raw["InvoiceDate"], format="%m/%d/%Y %H:%M") - pd.Timestamp(0))
+            // pd.Timedelta(seconds=1),
             schema.ORDER_ID: raw["InvoiceNo"],
             schema.VALUE: raw["Quantity"].astype(float),
         }

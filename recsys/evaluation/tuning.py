@@ -38,7 +38,7 @@ from recsys.models.registry import create_model
 # checking that the defaults hold across data sets (benchmarks/bench_defaults.py). Each is
 # a list of partial configurations tried on top of the configured parameters.
 SMALL_GRIDS: dict[str, list[dict[str, Any]]] = {
-    "popular": [{"mode": "weight"}, {"mode": "trending"}, {"trending_weight": 0.5}],
+    "popular": [{"trending_weight": 0.0}, {"mode": "weight"}, {"mode": "trending"}],
     "itemknn": [{"similarity": "cosine"}, {"k": 25}, {"k": 300}, {"k1": 1.2, "b": 0.75}],
     "userknn": [{"k": 25}, {"k": 300}, {"shrinkage": 10.0}],
     "als": [
