@@ -156,6 +156,7 @@ def evaluate(
         progress=progress,
     )
     document = result.to_dict()
+    document["weighting"] = settings.weighting.model_dump(mode="json")
     dataset = document["dataset"]
     header = (
         f"{dataset.get('name', data_path)}: {dataset['interactions']} interactions, {dataset['users']} users, "
