@@ -363,3 +363,40 @@ def fmt_score(value: Any) -> str:
 
 def fmt_price(value: Any) -> str:
     return f"{value:,.2f}" if isinstance(value, (int, float)) else "–"
+
+
+# ------------------------------------------------------------------ OpenAPI
+def _html(summary: str, operation: str, parameters: list[dict[str, Any]] | None = None, post: bool = False) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "200": {"description": "HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+        "401": {"description": "Login page (HTML): no admin token presented."},
+        "404": {"description": "Admin disabled (HTML)."},
+    }
+    if post:
+        responses["303"] = {"description": "Done: redirect."}
+        responses["403"] = {"description": "The form's CSRF token is missing or wrong."}
+    document: dict[str, Any] = {"summary": summary, "operationId": operation, "responses": responses}
+    if parameters:
+        document["parameters"] = parameters
+    return document
+
+
+def _query(name: str, text: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": text, "schema": {"type": "string"}}
+
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/console": {"get": _html("Console overview: live version, versions, run metrics, warnings", "consoleOverview",
+                              [_query("message", "Status line to show (after a rollback).")])},
+    "/console/login": {
+        "get": _html("Console login form", "consoleLoginForm"),
+        "post": _html("Log in with the admin token (form field token); sets the console cookie", "consoleLogin", post=True),
+    },
+    "/console/logout": {"post": _html("Log out (drops the console cookie)", "consoleLogout", post=True)},
+    "/console/rollback": {"post": _html("Make a version live (form fields version, confirm=yes, csrf)", "consoleRollback", post=True)},
+    "/console/users": {"get": _html("A user's events, A/B routing and lists from every model", "consoleUser",
+                                    [_query("user_id", "User to show.")])},
+    "/console/items": {"get": _html("An item's catalogue entry, similar items and bought-together", "consoleItem",
+                                    [_query("item_id", "Item to show.")])},
+    "/console/experiments": {"get": _html("The experiments' reports", "consoleExperiments")},
+}
