@@ -45,6 +45,7 @@ BLUEPRINTS: list[str] = [
     "serving.events:bp",
     "serving.admin:bp",
     "serving.dashboard:bp",
+    "serving.console:bp",
 ]
 
 EXTENSION = "recsys"

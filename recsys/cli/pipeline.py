@@ -109,7 +109,7 @@ def _print_publish(result: Any, as_json: bool) -> None:
 @json_option
 def train(config_path: Path | None, out: Path | None, data_path: str | None, data_format: str | None, as_json: bool) -> None:
     """Train the configured models into a run folder (runs/<id>/)."""
-    from recsys.pipeline.train import train as train_run
+    from recsys.pipeline.run import train_run
 
     config = _load(config_path, data_path, data_format)
     run_dir = train_run(config, out, show_progress=_show_progress())

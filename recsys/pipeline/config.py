@@ -128,6 +128,14 @@ class ScheduleConfig(Section):
         return every
 
 
+class MetricsConfig(Section):
+    """``[metrics]``: batch-job metrics for Prometheus (node_exporter's textfile collector)."""
+
+    textfile_dir: str | None = Field(
+        None, description="folder for recsys_train.prom / recsys_publish.prom; None = no files"
+    )
+
+
 class PipelineConfig(Section):
     """The whole file. ``models`` maps registry name -> parameters (validated per model)."""
 
@@ -140,6 +148,7 @@ class PipelineConfig(Section):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @model_validator(mode="after")
     def _cross_check(self) -> PipelineConfig:
@@ -289,4 +298,5 @@ def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
 
     data = config.data.model_copy(update={"path": resolved(config.data.path), "catalog": resolved(config.data.catalog)})
     training = config.training.model_copy(update={"out": resolved(config.training.out)})
-    return config.model_copy(update={"data": data, "training": training})
+    metrics = config.metrics.model_copy(update={"textfile_dir": resolved(config.metrics.textfile_dir)})
+    return config.model_copy(update={"data": data, "training": training, "metrics": metrics})
