@@ -165,6 +165,8 @@ def test_counts_example_weights_by_counts_in_evaluate_and_train(tmp_path: Path) 
     assert by_counts["weighting"]["use_values"] is True and by_counts["weighting"]["value_transform"] == "log"
     assert by_events["weighting"]["use_values"] is False
     assert by_counts["models"]["popular"] != by_events["models"]["popular"]
+    tuned = json.loads(invoke("tune", "itemknn", "--config", str(config), "--param", "k=5,10", "--json", "-").output)
+    assert len(tuned["trials"]) == 2 and tuned["dataset"]["interactions"] == 480
 
     run_dir = Path(json.loads(invoke("train", "--config", str(config), "--out", str(tmp_path / "runs"), "--json").output)["run_dir"])
     metadata = RunFolder(run_dir).metadata
