@@ -67,11 +67,12 @@ def _print_run(run_dir: Path, as_json: bool) -> None:
 
     metadata = RunFolder(run_dir).metadata
     if as_json:
-        _echo_json({"run_dir": str(run_dir), **{k: metadata[k] for k in ("run", "fingerprint", "counts", "timings", "lists", "skipped", "default_model", "evaluation")}, "selection": metadata.get("selection")})
+        _echo_json({"run_dir": str(run_dir), **{k: metadata[k] for k in ("run", "fingerprint", "counts", "timings", "lists", "skipped", "default_model", "evaluation", "validation")}, "selection": metadata.get("selection")})
         return
     click.echo(f"run {metadata['run']}: {run_dir}")
     counts = metadata["counts"]
     click.echo(f"{counts['users']} users, {counts['items']} items, {counts['interactions']} interactions; fingerprint {metadata['fingerprint']}")
+    _print_validation(metadata.get("validation") or {})
     rows = [[e["kind"], e.get("model") or "", e["rows"], e["non_empty"], e["n"]] for e in metadata["lists"]]
     click.echo(_table(["list", "model", "rows", "non-empty", "n"], rows))
     for name, reason in metadata.get("skipped", {}).items():
@@ -106,6 +107,16 @@ def _print_selection(selection: dict[str, Any] | None, default_model: str | None
     click.echo(f"default model: {default_model} ({selection.get('reason', '')})")
 
 
+def _print_validation(report: dict[str, Any]) -> None:
+    """Rows read and dropped by reason per input file; warnings (too many catalogue rows dropped) on stderr."""
+    for file in report.get("files", []):
+        dropped = file.get("dropped") or {}
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(dropped.items(), key=lambda kv: -kv[1]))
+        click.echo(f"{file['file']} ({file['table']}): {file['rows']} rows, {file['kept']} kept" + (f"; dropped: {reasons}" if reasons else ""))
+    for warning in report.get("warnings", []):
+        click.echo(f"WARNING: {warning}", err=True)
+
+
 def _print_publish(result: Any, as_json: bool) -> None:
     if as_json:
         _echo_json(result.to_json())
@@ -126,7 +137,7 @@ def _print_publish(result: Any, as_json: bool) -> None:
 @json_option
 def train(config_path: Path | None, out: Path | None, data_path: str | None, data_format: str | None, as_json: bool) -> None:
     """Train the configured models into a run folder (runs/<id>/)."""
-    from recsys.pipeline.train import train as train_run
+    from recsys.pipeline.run import train_run
 
     config = _load(config_path, data_path, data_format)
     run_dir = train_run(config, out, show_progress=_show_progress())
@@ -194,6 +205,7 @@ def run_scheduled(
             metadata = RunFolder(result.run_dir).metadata
             _print_selection(metadata.get("selection"), metadata.get("default_model"))
             click.echo(f"run {result.run_dir.name} -> live version {result.publish.version}")
+            _print_validation(metadata.get("validation") or {})
             _print_publish(result.publish, False)
 
     if every is None:
