@@ -82,11 +82,13 @@ class Selection:
     holdout: dict[str, Any] = field(default_factory=dict)
     rows: list[Candidate] = field(default_factory=list)
     enabled: bool = True
+    higher_is_better: bool = True
 
     def ranking(self) -> list[str]:
         """Scored candidates, best first (the tie rule applied), for falling back."""
+        sign = -1.0 if self.higher_is_better else 1.0
         scored = [(i, row) for i, row in enumerate(self.rows) if row.value is not None]
-        return [row.model for _, row in sorted(scored, key=lambda pair: (-pair[1].value, pair[0]))]  # type: ignore[operator]
+        return [row.model for _, row in sorted(scored, key=lambda pair: (sign * pair[1].value, pair[0]))]  # type: ignore[operator]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -166,6 +168,7 @@ def select_served_model(
     from recsys.evaluation.tuning import SMALL_GRIDS, parse_metric
 
     _, k, higher_is_better = parse_metric(settings.metric)
+    plan.higher_is_better = higher_is_better
     scoring = EvaluationSettings(k=k or 10, weighting=config.weighting)
     share = (settings.budget_seconds or 0.0) / max(1, len(names))
     strict = config.data.validation == "strict"

@@ -113,7 +113,7 @@ def test_events_through_the_api_reach_the_next_pipeline_run(
     interactions, catalog = cluster_interactions()
     config = parse_config({
         "data": {"events": {"from_redis": True}},
-        "models": {"popular": {"mode": "weight"}},
+        "models": {"popular": {"mode": "weight", "trending_weight": 0.0}},
         "lists": {"together": False, "popular_by_category": False, "user_n": 5, "popular_n": 5},
     })
     result = run_pipeline(config, out=tmp_path, redis_url=redis_url, prefix=key_prefix,

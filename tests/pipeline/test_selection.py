@@ -203,3 +203,15 @@ def test_pipeline_prints_the_table_and_versions_show_why(
     meta = listed["versions"][0]["meta"]
     chosen = [row["model"] for row in meta["selection"]["candidates"] if row["chosen"]]
     assert chosen == [meta["default_model"]] and meta["default_reason"].startswith("best ndcg@10 on the holdout")
+
+
+def test_a_default_model_without_lists_is_replaced(tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    # No pair is in every basket: not a single rule, not a single list.
+    models = {"rules": {"min_support": 1.0}, "popular": {}}
+    meta = run(tmp_path, shop, models=models, selection={"enabled": False})
+    assert meta["default_model"] == "popular" and "produced no list" in meta["skipped"]["rules"]
+    assert [e["model"] for e in meta["lists"] if e["kind"] == "user"] == ["popular"]
+    # With selection, the holdout already shows it: dropped before the fit on all data.
+    meta = run(tmp_path, shop, models=models)
+    assert "recommends no item" in meta["skipped"]["rules"] and "rules" not in meta["models"]
+    assert meta["default_model"] == "popular"
