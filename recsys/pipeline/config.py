@@ -42,6 +42,16 @@ class EventsConfig(Section):
     max_events: int | None = Field(None, ge=1, description="read at most the newest N events; None = all")
 
 
+class EventArchiveConfig(Section):
+    """``[events]``: the event archive (append-only Parquet, one folder a day), see
+    :mod:`recsys.events.archive`."""
+
+    archive: str | None = Field(None, description='archive folder (e.g. "events/"); None = no archive')
+    trim_stream: bool = Field(True, description="remove archived entries from the Redis stream")
+    batch: int = Field(10_000, ge=1, le=1_000_000, description="stream entries per archive file (at most)")
+    before_training: bool = Field(True, description="the pipeline and the scheduled job archive before each training")
+
+
 class DataConfig(Section):
     """``[data]``: where interactions and the catalogue come from, and how strictly to check them."""
 
@@ -137,6 +147,7 @@ class PipelineConfig(Section):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    events: EventArchiveConfig = Field(default_factory=EventArchiveConfig)
 
     @model_validator(mode="after")
     def _cross_check(self) -> PipelineConfig:
@@ -286,4 +297,5 @@ def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
 
     data = config.data.model_copy(update={"path": resolved(config.data.path), "catalog": resolved(config.data.catalog)})
     training = config.training.model_copy(update={"out": resolved(config.training.out)})
-    return config.model_copy(update={"data": data, "training": training})
+    events = config.events.model_copy(update={"archive": resolved(config.events.archive)})
+    return config.model_copy(update={"data": data, "training": training, "events": events})

@@ -83,6 +83,24 @@ def publish_run(
     return make_publisher(settings, client, layout, show_progress=show_progress).publish_run(run)
 
 
+def prepare_training(
+    config: PipelineConfig, client: redis.Redis, layout: KeyLayout, *, runs_root: Path | None = None
+) -> dict[str, Any]:
+    """Before each training: scrub the folders of erasures asked through the API, then
+    move the stream into the event archive (when ``[events] archive`` is set)."""
+    from recsys.events.archive import archive_events
+    from recsys.privacy.forget import apply_pending
+
+    archive = config.events.archive
+    report: dict[str, Any] = {
+        "erasures": apply_pending(client, layout, runs_root=runs_root or Path(config.training.out), archive_root=archive)
+    }
+    if archive and config.events.before_training:
+        result = archive_events(client, layout, archive, batch=config.events.batch, trim=config.events.trim_stream)
+        report["archive"] = result.to_json()
+    return report
+
+
 def run_pipeline(
     config: PipelineConfig,
     *,
@@ -97,6 +115,7 @@ def run_pipeline(
     Redis is reached first, so an unreachable server fails in seconds, before any training.
     """
     client, layout = connect_store(config, redis_url, prefix)
+    prepare_training(config, client, layout, runs_root=Path(out) if out is not None else None)
     run_dir = train(config, out, data=data, events_client=client, show_progress=show_progress)
     result = make_publisher(config, client, layout, show_progress=show_progress).publish_run(run_dir)
     return PipelineResult(run_dir, result)
