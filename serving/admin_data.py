@@ -90,3 +90,123 @@ def patch_item(item_id: str) -> Response:
 @bp.patch("/items")
 def patch_items() -> Response:
     return _patch(None)
+
+
+# ------------------------------------------------------------ OpenAPI (see serving.openapi)
+_AUTH = [{"bearerAuth": []}]
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _answer(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ADMIN_ERRORS = {
+    "401": _answer(_ERROR, "Admin token missing or wrong."),
+    "404": _answer(_ERROR, "Admin API disabled (RECSYS_ADMIN_TOKEN not set)."),
+    "503": _answer(_ERROR, "Redis unreachable or too slow, or the publish lock held too long."),
+}
+_UPDATE_FIELDS = {
+    "in_stock": {"type": "boolean", "description": "false: never served"},
+    "price": {"type": ["number", "null"], "minimum": 0, "description": "null = unknown"},
+    "hidden": {"type": "boolean", "description": "true: never served, until set to false"},
+}
+_UPDATE = {"type": "object", "minProperties": 1, "additionalProperties": False, "properties": _UPDATE_FIELDS}
+_BULK_UPDATE = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": 10_000,
+    "items": {
+        "type": "object",
+        "required": ["item_id"],
+        "additionalProperties": False,
+        "properties": {"item_id": {"type": "string", "minLength": 1, "maxLength": 256}, **_UPDATE_FIELDS},
+    },
+}
+_ITEM_RECEIPT = {
+    "type": "object",
+    "required": ["updated", "live", "versions", "items"],
+    "properties": {
+        "updated": {"type": "integer"},
+        "live": {"type": ["string", "null"]},
+        "versions": {"type": "integer", "description": "retained versions whose catalogue was checked"},
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "item_id": {"type": "string"},
+                    "overlay": {"type": "object", "description": "fields now overridden (until the catalogue file changes them)"},
+                    "versions_changed": {"type": "integer", "description": "0: no version knows the item yet"},
+                },
+            },
+        },
+    },
+}
+_COUNT = {"type": ["integer", "null"]}
+_FORGET_RECEIPT = {
+    "type": "object",
+    "required": ["forgotten_at", "users", "totals", "runs", "archive", "disk_pending"],
+    "properties": {
+        "forgotten_at": {"type": "string", "format": "date-time"},
+        "users": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "tombstone": {"type": "string", "description": "sha256 of 'recsys-user:' + id (the id itself is not kept)"},
+                    "lists": {"type": "integer", "description": "per-user list fields removed, over every version in Redis"},
+                    "keys": {"type": "integer", "description": "per-user keys removed (recent items, A/B)"},
+                    "stream_events": {"type": "integer"},
+                    "archived_events": _COUNT,
+                    "runs": {**_COUNT, "description": "run folders the user was removed from"},
+                },
+            },
+        },
+        "totals": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "versions_scanned": {"type": "array", "items": {"type": "string"}},
+        "runs": {"type": "object", "description": "folder, rewritten and deleted run ids, untouched count; or pending"},
+        "archive": {"type": "object", "description": "folder, files rewritten, rows removed; or pending"},
+        "disk_pending": {"type": "boolean", "description": "true: folders are scrubbed by the next pipeline run"},
+        "seconds": {"type": "number"},
+    },
+}
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/admin/users/{user_id}": {
+        "delete": {
+            "summary": "Forget a user everywhere (right to erasure), with a receipt",
+            "operationId": "forgetUser",
+            "security": _AUTH,
+            "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}],
+            "responses": {
+                "200": _answer(_FORGET_RECEIPT, "Removed (an unknown user gets counts of 0)."),
+                "400": _answer(_ERROR, "Invalid user id."),
+                **_ADMIN_ERRORS,
+            },
+        }
+    },
+    "/v1/admin/items/{item_id}": {
+        "patch": {
+            "summary": "Change an item's stock, price or visibility, served from the next request",
+            "operationId": "updateItem",
+            "security": _AUTH,
+            "parameters": [{"name": "item_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 256}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _UPDATE}}},
+            "responses": {"200": _answer(_ITEM_RECEIPT, "Applied."), "400": _answer(_ERROR, "Invalid update (names the field)."), **_ADMIN_ERRORS},
+        }
+    },
+    "/v1/admin/items": {
+        "patch": {
+            "summary": "Change many items in one atomic call",
+            "operationId": "updateItems",
+            "security": _AUTH,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _BULK_UPDATE}}},
+            "responses": {
+                "200": _answer(_ITEM_RECEIPT, "All applied."),
+                "400": _answer(_ERROR, "An invalid entry (named by index and field): nothing applied."),
+                **_ADMIN_ERRORS,
+            },
+        }
+    },
+}
