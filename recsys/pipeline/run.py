@@ -23,9 +23,11 @@ log = logging.getLogger(__name__)
 class PipelineResult:
     run_dir: Path
     publish: PublishResult
+    #: What ran before training: queued erasures applied, events archived.
+    prepared: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), **self.publish.to_json()}
+        return {"run_dir": str(self.run_dir), **self.publish.to_json(), "prepared": self.prepared}
 
 
 def connect_store(
@@ -115,7 +117,7 @@ def run_pipeline(
     Redis is reached first, so an unreachable server fails in seconds, before any training.
     """
     client, layout = connect_store(config, redis_url, prefix)
-    prepare_training(config, client, layout, runs_root=Path(out) if out is not None else None)
+    prepared = prepare_training(config, client, layout, runs_root=Path(out) if out is not None else None)
     run_dir = train(config, out, data=data, events_client=client, show_progress=show_progress)
     result = make_publisher(config, client, layout, show_progress=show_progress).publish_run(run_dir)
-    return PipelineResult(run_dir, result)
+    return PipelineResult(run_dir, result, prepared)
