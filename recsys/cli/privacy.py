@@ -128,7 +128,10 @@ def items_set(
         try:
             updates = parse_updates(entry)
         except ConfigError as error:
-            raise ConfigError(str(error).replace("body.", "--").replace("_", "-")) from None
+            message = str(error)
+            for field, option in (("body.in_stock", "--in-stock"), ("body.price", "--price"), ("body.hidden", "--hidden"), ("body.item_id", "ITEM")):
+                message = message.replace(field, option)
+            raise ConfigError(message) from None
     client, layout, _ = _store(config_path, redis_url, prefix)
     receipt = apply_updates(client, layout, updates)
     if as_json:

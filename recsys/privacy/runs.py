@@ -5,7 +5,9 @@ lists, and the fitted models (user factors, the user x item data). Rewriting one
 the run publishable: the users' rows leave the user map and every user list, the models
 folder (per-user factors and matrices, in each model's own format) is removed, and
 metadata.json records what was removed. Each file is written beside its final name and
-renamed over it. A folder this version cannot read (another format) is deleted instead.
+renamed over it. Both run formats are handled: 1 (``.npz`` lists and user map) and 2
+(Parquet lists keyed by raw id, ``LISTS_FORMAT``); a folder of any other format, or one
+whose metadata cannot be read, is deleted instead.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def scrub_run(folder: Path, hashes: set[str], mode: RunsMode = "rewrite") -> tup
     Returns ("rewritten" | "deleted" | None when the run holds none of them, rows removed
     per tombstone).
     """
+    if _format_version(folder) == 2:
+        return _scrub_parquet_run(folder, hashes, mode)
     try:
         run = RunFolder(folder)
     except DataError:
@@ -111,6 +115,66 @@ def scrub_run(folder: Path, hashes: set[str], mode: RunsMode = "rewrite") -> tup
     text = json.dumps(metadata, indent=2, allow_nan=False, default=str).encode()
     _replace(folder / METADATA_FILE, lambda handle: handle.write(text))
     IdMap.load(folder / "users.npz")  # readable again
+    return "rewritten", removed
+
+
+def _format_version(folder: Path) -> object:
+    try:
+        with open(folder / METADATA_FILE, encoding="utf-8") as handle:
+            return json.load(handle).get("format_version")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _scrub_parquet_run(folder: Path, hashes: set[str], mode: RunsMode) -> tuple[str | None, Counter[str]]:
+    """Run folder format 2 (lists as Parquet files under ``lists/<name>/``, ``key`` = raw
+    user id for user lists): each file holding a forgotten user is rewritten without the
+    rows (one atomic replace per file), models are removed, metadata.json records it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with open(folder / METADATA_FILE, encoding="utf-8") as handle:
+        metadata = json.load(handle)
+    entries = list(metadata.get("lists") or [])
+    found: dict[Path, tuple[pa.Table, np.ndarray]] = {}
+    removed: Counter[str] = Counter()
+    users_removed: set[str] = set()
+    for entry in entries:
+        if entry.get("kind") != "user":
+            continue
+        for file in sorted((folder / entry["path"]).glob("*.parquet")):
+            table = pq.read_table(file)
+            tombs = tombstone_of(table.column("key").to_pandas(), hashes)
+            if (tombs != "").any():
+                found[file] = (table, tombs != "")
+                users_removed.update(str(t) for t in tombs[tombs != ""])
+    if not found:
+        return None, removed
+    removed.update(users_removed)
+    if mode == "delete":
+        shutil.rmtree(folder, ignore_errors=True)
+        return "deleted", removed
+    for file, (table, hit) in found.items():
+        kept = table.filter(pa.array(~hit))
+        _replace(file, lambda handle, t=kept: pq.write_table(t, handle))
+    for entry in entries:
+        if entry.get("kind") == "user":
+            entry["rows"] = int(sum(pq.ParquetFile(f).metadata.num_rows for f in (folder / entry["path"]).glob("*.parquet")))
+    models_removed = []
+    for model_folder in sorted((folder / "models").glob("*")) if (folder / "models").is_dir() else []:
+        shutil.rmtree(model_folder, ignore_errors=True)
+        models_removed.append(model_folder.name)
+    history = dict(metadata.get("erasures") or {})
+    history["users_removed"] = int(history.get("users_removed", 0)) + len(users_removed)
+    history["models_removed"] = sorted(set(history.get("models_removed", [])) | set(models_removed))
+    metadata["erasures"] = history
+    metadata["lists"] = entries
+    counts = dict(metadata.get("counts") or {})
+    if isinstance(counts.get("users"), int):
+        counts["users"] = max(0, counts["users"] - len(users_removed))
+    metadata["counts"] = counts
+    text = json.dumps(metadata, indent=2, allow_nan=False, default=str).encode()
+    _replace(folder / METADATA_FILE, lambda handle: handle.write(text))
     return "rewritten", removed
 
 
