@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -197,3 +202,30 @@ def test_parse_updates_refuses_bad_values() -> None:
     with pytest.raises(ConfigError, match="differs from the URL"):
         parse_updates({"item_id": "b", "hidden": True}, item_id="a")
     assert parse_updates({"price": None}, item_id="a")[0].changes() == {"price": None}
+
+
+def test_cli_items_set_and_overlay(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis, layout: KeyLayout, data: Synthetic
+) -> None:
+    version = publish(redis_client, layout, data)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OPENBLAS_NUM_THREADS": "1"}
+    common = ["--redis", redis_url, "--prefix", layout.prefix]
+
+    def recsys(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "recsys.cli.main", *args, *common], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    done = recsys("items", "set", "item-1", "--in-stock", "false", "--price", "9.99", "--hidden", "true", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["items"][0]["overlay"] == {"in_stock": False, "price": 9.99, "hidden": True}
+    entry = orjson.loads(redis_client.hget(layout.catalog(version), "item-1"))
+    assert entry["in_stock"] is False and entry["price"] == 9.99 and entry["hidden"] is True
+    updates = tmp_path / "updates.json"
+    updates.write_text(json.dumps([{"item_id": "item-2", "hidden": True}, {"item_id": "item-3", "price": None}]))
+    assert recsys("items", "set", "--file", str(updates)).returncode == 0
+    shown = json.loads(recsys("items", "overlay", "--json").stdout)["items"]
+    assert set(shown) == {"item-1", "item-2", "item-3"}
+    bad = recsys("items", "set", "item-1", "--in-stock", "maybe")
+    assert bad.returncode == 1 and bad.stderr.strip() == "error: --in-stock: expected true or false, got 'maybe'"
+    negative = recsys("items", "set", "item-1", "--price", "-1")
+    assert negative.returncode == 1 and negative.stderr.startswith("error: --price: ")
