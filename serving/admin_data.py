@@ -28,7 +28,6 @@ from flask import Blueprint, Response, current_app, request
 
 from recsys.catalog.overlay import apply_updates, parse_updates
 from recsys.errors import ConfigError
-from recsys.privacy.forget import forget_users
 from serving import admin, services
 from serving.errors import error_response, json_response
 
@@ -57,6 +56,10 @@ def _folder(name: str) -> str | None:
 
 @bp.delete("/users/<path:user_id>")
 def forget_user(user_id: str) -> Response:
+    # Imported here: erasure reads run folders and Parquet files (pandas), which the
+    # serving path never loads.
+    from recsys.privacy.forget import forget_users
+
     runs, archive = _folder("FORGET_RUNS"), _folder("FORGET_ARCHIVE")
     state = services()
     try:
