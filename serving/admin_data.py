@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import redis
 from flask import Blueprint, Response, current_app, request
 
 from recsys.catalog.overlay import apply_updates, parse_updates
@@ -32,6 +33,7 @@ from serving import admin, services
 from serving.errors import error_response, json_response
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
+FORGET_TIMEOUT_SECONDS = 30.0
 
 bp = Blueprint("admin_data", __name__, url_prefix="/v1/admin")
 bp.before_request(admin._require_admin)
@@ -62,12 +64,21 @@ def forget_user(user_id: str) -> Response:
 
     runs, archive = _folder("FORGET_RUNS"), _folder("FORGET_ARCHIVE")
     state = services()
+    # Its own connection: scanning the stream and waiting for the publish lock take longer
+    # than the serving timeout (RECSYS_REDIS_TIMEOUT) allows a command.
+    pool = redis.ConnectionPool(
+        **{**state.client.connection_pool.connection_kwargs, "socket_timeout": FORGET_TIMEOUT_SECONDS},
+        connection_class=state.client.connection_pool.connection_class,
+    )
+    client = redis.Redis(connection_pool=pool)
     try:
         receipt = forget_users(
-            state.client, state.layout, [user_id], runs_root=runs, archive_root=archive, disk_known=runs is not None
+            client, state.layout, [user_id], runs_root=runs, archive_root=archive, disk_known=runs is not None
         )
     except ConfigError as error:
         return error_response(400, str(error))
+    finally:
+        pool.disconnect()
     return json_response(receipt)
 
 
