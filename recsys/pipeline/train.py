@@ -38,7 +38,7 @@ from recsys.pipeline.artifacts import (
     new_run_id,
     save_catalog,
 )
-from recsys.pipeline.config import PipelineConfig
+from recsys.pipeline.config import AUTO, PipelineConfig
 from recsys.privacy.tombstones import drop_forgotten
 from recsys.store.keys import OVERALL
 
@@ -359,7 +359,7 @@ def _train_into(
     similar_models = [m for m in config.similar_models() if m in fitted_names]
     default_model = config.default_model()
     if default_model in skipped:
-        if config.publish.default_model is not None:
+        if config.publish.default_model not in (None, AUTO):
             raise DataError(f"publish.default_model: {default_model} cannot train here ({skipped[default_model]})")
         default_model = user_models[0] if user_models else None
 

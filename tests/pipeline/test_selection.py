@@ -215,3 +215,11 @@ def test_a_default_model_without_lists_is_replaced(tmp_path: Path, shop: tuple[p
     meta = run(tmp_path, shop, models=models)
     assert "recommends no item" in meta["skipped"]["rules"] and "rules" not in meta["models"]
     assert meta["default_model"] == "popular"
+
+
+def test_auto_with_the_first_model_skipped_serves_another(tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    # svd needs ratings, which a shop of views and purchases has none of.
+    meta = run(tmp_path, shop, models={"svd": {}, "itemknn": {"k": 20}})
+    assert "ratings" in meta["skipped"]["svd"]
+    assert meta["default_model"] in {"itemknn", "popular"}
+    assert [row["model"] for row in meta["selection"]["candidates"]] == ["popular", "itemknn"]
