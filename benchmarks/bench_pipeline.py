@@ -3,13 +3,17 @@
 Scenarios (``--scenarios``, comma-separated):
 
 * ``ml100k``: the whole pipeline on MovieLens 100K (``--datasets``);
-* ``1m`` / ``10m``: the whole pipeline on a synthetic shop with 1 or 10 million events,
-  written as Parquet and read back through the loader like real data;
+* ``1m`` / ``10m`` / ``50m``: the whole pipeline on a synthetic shop with 1, 10 or 50
+  million events, written as Parquet and read back through the loader like real data
+  (``50m``: 1.5M users x 100k items with popular, itemknn, als, content and rules; about
+  20 GB of memory, run it on a machine of its own);
 * ``publish``: publishing alone, ``--lists`` synthetic user lists of length 20.
 
-For each: seconds per step (load, dataset, fit and lists per model, publish), peak RSS of
-the train and publish phases (psutil, sampled every 20 ms), and Redis memory (INFO
-``used_memory`` before/after publishing, plus ``MEMORY USAGE`` of the version's keys).
+For each: seconds and peak RSS per step (load, dataset, fit and lists per model, publish;
+from the run's metadata.json), peak RSS of the train and publish phases (psutil, sampled
+every 20 ms), Redis memory (INFO ``used_memory`` before/after publishing, plus ``MEMORY
+USAGE`` of the version's keys), and the cost per million events and per million users of
+each model and of the whole run.
 Keys go under a dedicated prefix and are deleted afterwards.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_pipeline.py --scenarios ml100k,1m,publish
@@ -37,24 +41,27 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import redis  # noqa: E402
 
-from recsys.data.idmap import IdMap  # noqa: E402
-from recsys.pipeline.artifacts import ListArrays  # noqa: E402
 from recsys.pipeline.config import parse_config  # noqa: E402
 from recsys.pipeline.run import make_publisher  # noqa: E402
 from recsys.pipeline.train import train  # noqa: E402
 from recsys.publish.publisher import Publisher  # noqa: E402
+from recsys.runs.lists import RunList  # noqa: E402
 from recsys.store.keys import KeyLayout  # noqa: E402
 
 ALL_MODELS = ["popular", "itemknn", "userknn", "als", "ease", "svd", "content", "rules"]
 SYNTHETIC = {
     "1m": {"users": 50_000, "items": 5_000, "interactions": 1_000_000},
     "10m": {"users": 300_000, "items": 20_000, "interactions": 10_000_000},
+    "50m": {"users": 1_500_000, "items": 100_000, "interactions": 50_000_000},
 }
-# Models left out at 10M, and why (see BENCHMARKS.md).
+# The models of each scenario (default: ALL_MODELS; a model whose data is missing, such as
+# svd without ratings, is skipped by the pipeline and reported under "not_run").
+MODELS_AT = {"50m": ["popular", "itemknn", "als", "content", "rules"]}
+# Models left out of a scenario, and why (see BENCHMARKS.md).
 SKIP_AT = {
-    "10m": {
-        "userknn": "user x user neighbourhoods: fit took 75 s at 50k users and grows about with the square of the users",
-        "ease": "dense 20k x 20k item matrix: a 1.6 GB B plus the Gram matrix and its inverse, O(items^3) solve",
+    "50m": {
+        "userknn": "not in the 50M scenario (1.5M users)",
+        "ease": "100k items is above ease's max_items (a dense items x items matrix)",
     }
 }
 
@@ -118,10 +125,30 @@ def delete_prefix(client: redis.Redis, prefix: str) -> None:
         client.unlink(*batch)
 
 
+def costs(steps: dict[str, float], total: float, events: int, users: int, models: list[str]) -> dict[str, Any]:
+    """Seconds per million events and per million users, per model (fit + its lists) and run."""
+
+    def per(seconds: float) -> dict[str, float]:
+        return {
+            "seconds": round(seconds, 2),
+            "per_million_events": round(seconds / (events / 1e6), 2) if events else 0.0,
+            "per_million_users": round(seconds / (users / 1e6), 2) if users else 0.0,
+        }
+
+    by_model = {}
+    for model in models:
+        seconds = sum(v for k, v in steps.items() if k in (f"fit.{model}", f"lists.user.{model}", f"lists.similar.{model}"))
+        if model == "rules":
+            seconds += steps.get("lists.together", 0.0)
+        if f"fit.{model}" in steps:
+            by_model[model] = per(seconds)
+    return {"models": by_model, "run": per(total)}
+
+
 def run_pipeline_scenario(
     name: str, data_path: Path, data_format: str, models: list[str], client: redis.Redis, prefix: str, work: Path
 ) -> dict[str, Any]:
-    skipped = SKIP_AT.get(name, {})
+    skipped = {m: reason for m, reason in SKIP_AT.get(name, {}).items() if m in models}
     config = parse_config(
         {
             "data": {"path": str(data_path), "format": data_format},
@@ -145,12 +172,16 @@ def run_pipeline_scenario(
     keys_bytes = version_memory(client, layout, result.version)
     delete_prefix(client, prefix)
     shutil.rmtree(work / "runs", ignore_errors=True)
+    steps = {**metadata["timings"], "publish": round(result.seconds, 3)}
+    counts = metadata["counts"]
     return {
         "scenario": name,
-        "counts": metadata["counts"],
+        "counts": counts,
         "models": list(config.models),
         "not_run": {**skipped, **metadata["skipped"]},
-        "steps": {**metadata["timings"], "publish": round(result.seconds, 3)},
+        "steps": steps,
+        "step_peak_rss_mb": metadata.get("peak_rss_mb", {}).get("steps", {}),
+        "cost": costs(steps, train_seconds + result.seconds, counts["interactions"], counts["users"], list(config.models)),
         "train_seconds": round(train_seconds, 2),
         "publish_seconds": round(result.seconds, 2),
         "total_seconds": round(train_seconds + result.seconds, 2),
@@ -164,15 +195,16 @@ def run_pipeline_scenario(
 
 def publish_only(n_lists: int, client: redis.Redis, prefix: str, n: int = 20, n_items: int = 20_000) -> dict[str, Any]:
     rng = np.random.default_rng(0)
-    users = IdMap(np.char.add("user-", np.arange(n_lists).astype(str)))
-    items = IdMap(np.char.add("item-", np.arange(n_items).astype(str)))
+    users = np.char.add("user-", np.arange(n_lists).astype(str))
+    items = np.char.add("item-", np.arange(n_items).astype(str))
     ids = rng.integers(0, n_items, size=(n_lists, n), dtype=np.int32)
     scores = -np.sort(-rng.random((n_lists, n), dtype=np.float32), axis=1)
+    lists = [RunList.from_indices("user", "bench", users, ids, scores, items)]
     layout = KeyLayout(prefix)
     publisher = Publisher(client, layout, keep_versions=1, show_progress=False)
     used_before = int(client.info("memory")["used_memory"])
     with PeakRSS() as rss:
-        result = publisher.publish([ListArrays("user", "bench", ids, scores)], users, items)
+        result = publisher.publish(lists)
     used_after = int(client.info("memory")["used_memory"])
     keys_bytes = version_memory(client, layout, result.version)
     delete_prefix(client, prefix)
@@ -198,9 +230,17 @@ def print_table(results: list[dict[str, Any]]) -> None:
             if result["not_run"]:
                 print("not run: " + "; ".join(f"{k} ({v})" for k, v in result["not_run"].items()))
             width = max(len(k) for k in result["steps"])
+            peaks = result.get("step_peak_rss_mb", {})
             for step, seconds in result["steps"].items():
-                print(f"  {step.ljust(width)}  {seconds:9.2f} s")
+                peak = f"  peak {peaks[step]:8.0f} MB" if step in peaks else ""
+                print(f"  {step.ljust(width)}  {seconds:9.2f} s{peak}")
             print(f"  {'total'.ljust(width)}  {result['total_seconds']:9.2f} s")
+            cost = result["cost"]
+            for model, figures in {**cost["models"], "whole run": cost["run"]}.items():
+                print(
+                    f"  cost {model}: {figures['per_million_events']:.2f} s per million events, "
+                    f"{figures['per_million_users']:.2f} s per million users"
+                )
         print(
             f"lists: {result['lists']:,} at {result['lists_per_second']:,}/s; peak RSS {result['peak_rss_mb']} MB; "
             f"Redis used_memory {result['redis_used_memory_mb']['before']} -> {result['redis_used_memory_mb']['after']} MB "
@@ -235,7 +275,8 @@ def main() -> None:
                 started = time.perf_counter()
                 write_demo_data(work / scenario, sizes["users"], sizes["items"], sizes["interactions"], seed=0)
                 generated = time.perf_counter() - started
-                result = run_pipeline_scenario(scenario, work / scenario, "auto", ALL_MODELS, client, prefix, work)
+                models = MODELS_AT.get(scenario, ALL_MODELS)
+                result = run_pipeline_scenario(scenario, work / scenario, "auto", models, client, prefix, work)
                 result["generate_seconds"] = round(generated, 2)
                 shutil.rmtree(work / scenario, ignore_errors=True)
                 results.append(result)

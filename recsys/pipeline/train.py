@@ -55,8 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ITEM_BATCH = 4096
-#: Users per ``recommend`` call when lists are made for the active users only.
-USER_BATCH = 4096
+#: Users per ``recommend`` call when lists are made for the active users only: several of
+#: the model's own blocks, so that it can spread them over its threads.
+USER_BATCH = 32_768
 SECONDS_PER_DAY = 86_400
 
 

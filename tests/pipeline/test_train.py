@@ -270,3 +270,29 @@ def test_redis_password_never_stored(frames: tuple[pd.DataFrame, pd.DataFrame], 
     text = (run_dir / "metadata.json").read_text()
     assert "s3cret" not in text and "redis://app:***@cache:6379/0" in text
     assert run_config(RunFolder(run_dir)).redis.url is None
+
+
+def test_training_writes_each_batch_as_it_comes(
+    frames: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One row group per batch the model yields: the writer never gathers a model's lists."""
+    import pyarrow.parquet as pq
+
+    interactions, catalog = frames
+    model_class = get_model_class("itemknn")
+    original = model_class.iter_recommend_all
+    yielded: list[int] = []
+
+    def small_batches(self: Recommender, n: int, **kwargs: object):  # type: ignore[no-untyped-def]
+        kwargs["batch_size"] = 5
+        for rows, ids, scores in original(self, n, **kwargs):  # type: ignore[arg-type]
+            yielded.append(int((ids[:, 0] >= 0).sum()))
+            yield rows, ids, scores
+
+    monkeypatch.setattr(model_class, "iter_recommend_all", small_batches)
+    config = parse_config({"models": {"itemknn": {"k": 20}}, "lists": {"user_n": 3}})
+    run = RunFolder(train(config, tmp_path, data=LoadedInput(interactions, catalog), show_progress=False))
+    files = list((run.path / "lists" / "user.itemknn").glob("*.parquet"))
+    metadata = pq.read_metadata(files[0])
+    sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+    assert len(yielded) > 3 and sizes == [size for size in yielded if size]
