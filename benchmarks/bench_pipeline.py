@@ -159,10 +159,11 @@ def run_pipeline_scenario(
         }
     )
     layout = KeyLayout(prefix)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with PeakRSS() as train_rss:
         run_dir = train(config, show_progress=False)
     train_seconds = time.perf_counter() - started
+    train_cpu = time.process_time() - cpu_started
     with open(run_dir / "metadata.json", encoding="utf-8") as handle:
         metadata = json.load(handle)
     used_before = int(client.info("memory")["used_memory"])
@@ -181,6 +182,8 @@ def run_pipeline_scenario(
         "not_run": {**skipped, **metadata["skipped"]},
         "steps": steps,
         "step_peak_rss_mb": metadata.get("peak_rss_mb", {}).get("steps", {}),
+        "step_cpu_seconds": metadata.get("cpu_seconds", {}),
+        "train_cpu_seconds": round(train_cpu, 2),
         "cost": costs(steps, train_seconds + result.seconds, counts["interactions"], counts["users"], list(config.models)),
         "train_seconds": round(train_seconds, 2),
         "publish_seconds": round(result.seconds, 2),
@@ -231,8 +234,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
                 print("not run: " + "; ".join(f"{k} ({v})" for k, v in result["not_run"].items()))
             width = max(len(k) for k in result["steps"])
             peaks = result.get("step_peak_rss_mb", {})
+            cpu = result.get("step_cpu_seconds", {})
             for step, seconds in result["steps"].items():
-                peak = f"  peak {peaks[step]:8.0f} MB" if step in peaks else ""
+                peak = f"  cpu {cpu[step]:8.2f} s  peak {peaks[step]:8.0f} MB" if step in peaks else ""
                 print(f"  {step.ljust(width)}  {seconds:9.2f} s{peak}")
             print(f"  {'total'.ljust(width)}  {result['total_seconds']:9.2f} s")
             cost = result["cost"]
@@ -260,6 +264,7 @@ def main() -> None:
 
     client = redis.Redis.from_url(args.redis, socket_timeout=60)
     info = machine()
+    info["load_average_at_start"] = os.getloadavg()
     info["redis"] = client.info("server")["redis_version"]
     prefix = f"bench-pipeline:{uuid.uuid4().hex[:8]}:"
     results = []
@@ -284,6 +289,7 @@ def main() -> None:
                 results.append(publish_only(args.lists, client, prefix))
             else:
                 parser.error(f"unknown scenario {scenario!r}")
+            results[-1]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
             print_table(results[-1:])
             sys.stdout.flush()
             if args.json:
@@ -292,7 +298,7 @@ def main() -> None:
     finally:
         delete_prefix(client, prefix)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\nmachine: {info}")
+    print(f"\nmachine: {info}; load average at the end {os.getloadavg()}")
 
 
 if __name__ == "__main__":
