@@ -7,7 +7,8 @@ Scenarios (``--scenarios``, comma-separated):
   million events, written as Parquet and read back through the loader like real data
   (``50m``: 1.5M users x 100k items with popular, itemknn, als, content and rules; about
   20 GB of memory, run it on a machine of its own);
-* ``publish``: publishing alone, ``--lists`` synthetic user lists of length 20.
+* ``publish``: ``--lists`` synthetic user lists of length 20 written as Parquet to a run
+  folder (as training writes them), then published from it.
 
 For each: seconds and peak RSS per step (load, dataset, fit and lists per model, publish;
 from the run's metadata.json), peak RSS of the train and publish phases (psutil, sampled
@@ -39,13 +40,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+import pyarrow as pa  # noqa: E402
 import redis  # noqa: E402
 
 from recsys.pipeline.config import parse_config  # noqa: E402
 from recsys.pipeline.run import make_publisher  # noqa: E402
 from recsys.pipeline.train import train  # noqa: E402
 from recsys.publish.publisher import Publisher  # noqa: E402
-from recsys.runs.lists import RunList  # noqa: E402
+from recsys.runs.lists import ListWriter  # noqa: E402
 from recsys.store.keys import KeyLayout  # noqa: E402
 
 ALL_MODELS = ["popular", "itemknn", "userknn", "als", "ease", "svd", "content", "rules"]
@@ -196,29 +198,51 @@ def run_pipeline_scenario(
     }
 
 
-def publish_only(n_lists: int, client: redis.Redis, prefix: str, n: int = 20, n_items: int = 20_000) -> dict[str, Any]:
+def publish_only(
+    n_lists: int, client: redis.Redis, prefix: str, work: Path, n: int = 20, n_items: int = 20_000
+) -> dict[str, Any]:
+    """Synthetic user lists written to a run folder as training writes them (Parquet, a row
+    group per 4,096 users), then published from the folder as ``recsys publish`` does."""
     rng = np.random.default_rng(0)
-    users = np.char.add("user-", np.arange(n_lists).astype(str))
-    items = np.char.add("item-", np.arange(n_items).astype(str))
-    ids = rng.integers(0, n_items, size=(n_lists, n), dtype=np.int32)
-    scores = -np.sort(-rng.random((n_lists, n), dtype=np.float32), axis=1)
-    lists = [RunList.from_indices("user", "bench", users, ids, scores, items)]
+    users = pa.array(np.char.add("user-", np.arange(n_lists).astype(str)))
+    items = pa.array(np.char.add("item-", np.arange(n_items).astype(str)))
+    run = work / "publish-run"
+    started, cpu_started = time.perf_counter(), time.process_time()
+    with PeakRSS() as write_rss:
+        with ListWriter(run, "user", "bench", n, key_names=users, item_names=items) as writer:
+            for start in range(0, n_lists, 4096):
+                rows = np.arange(start, min(start + 4096, n_lists))
+                ids = rng.integers(0, n_items, size=(len(rows), n), dtype=np.int32)
+                scores = -np.sort(-rng.random((len(rows), n), dtype=np.float32), axis=1)
+                writer.write(rows, ids, scores)
+        entry = writer.close()
+    write_seconds, write_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    with open(run / "metadata.json", "w", encoding="utf-8") as handle:
+        json.dump({"format_version": 2, "run": "bench", "backend": "local", "lists": [entry]}, handle)
+    file_mb = sum(p.stat().st_size for p in (run / entry["path"]).iterdir()) / 2**20
     layout = KeyLayout(prefix)
     publisher = Publisher(client, layout, keep_versions=1, show_progress=False)
     used_before = int(client.info("memory")["used_memory"])
+    cpu_started = time.process_time()
     with PeakRSS() as rss:
-        result = publisher.publish(lists)
+        result = publisher.publish_run(run)
+    publish_cpu = time.process_time() - cpu_started
     used_after = int(client.info("memory")["used_memory"])
     keys_bytes = version_memory(client, layout, result.version)
     delete_prefix(client, prefix)
+    shutil.rmtree(run, ignore_errors=True)
     return {
         "scenario": f"publish {n_lists} lists",
         "lists": result.lists,
         "list_length": n,
+        "parquet_write_seconds": round(write_seconds, 3),
+        "parquet_write_cpu_seconds": round(write_cpu, 3),
+        "parquet_mb": round(file_mb, 1),
         "write_seconds": round(result.write_seconds, 3),
         "publish_seconds": round(result.seconds, 3),
+        "publish_cpu_seconds": round(publish_cpu, 3),
         "lists_per_second": round(result.lists_per_second),
-        "peak_rss_mb": {"publish": round(rss.mb)},
+        "peak_rss_mb": {"write": round(write_rss.mb), "publish": round(rss.mb)},
         "redis_used_memory_mb": {"before": round(used_before / 2**20, 1), "after": round(used_after / 2**20, 1)},
         "redis_version_mb": round(keys_bytes / 2**20, 1),
     }
@@ -245,6 +269,11 @@ def print_table(results: list[dict[str, Any]]) -> None:
                     f"  cost {model}: {figures['per_million_events']:.2f} s per million events, "
                     f"{figures['per_million_users']:.2f} s per million users"
                 )
+        if "parquet_mb" in result:
+            print(
+                f"Parquet: written in {result['parquet_write_seconds']:.2f} s ({result['parquet_write_cpu_seconds']:.2f} s CPU), "
+                f"{result['parquet_mb']} MB; publish {result['publish_seconds']:.2f} s ({result['publish_cpu_seconds']:.2f} s CPU)"
+            )
         print(
             f"lists: {result['lists']:,} at {result['lists_per_second']:,}/s; peak RSS {result['peak_rss_mb']} MB; "
             f"Redis used_memory {result['redis_used_memory_mb']['before']} -> {result['redis_used_memory_mb']['after']} MB "
@@ -286,7 +315,7 @@ def main() -> None:
                 shutil.rmtree(work / scenario, ignore_errors=True)
                 results.append(result)
             elif scenario == "publish":
-                results.append(publish_only(args.lists, client, prefix))
+                results.append(publish_only(args.lists, client, prefix, work))
             else:
                 parser.error(f"unknown scenario {scenario!r}")
             results[-1]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
