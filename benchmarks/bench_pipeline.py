@@ -288,6 +288,7 @@ def main() -> None:
     parser.add_argument("--datasets", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets")
     parser.add_argument("--lists", type=int, default=200_000, help="lists for the publish scenario")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--models", default=None, help="comma-separated models instead of each scenario's own")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -301,7 +302,8 @@ def main() -> None:
     try:
         for scenario in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
             if scenario == "ml100k":
-                results.append(run_pipeline_scenario("ml100k", args.datasets / "ml-100k", "movielens-100k", ALL_MODELS, client, prefix, work))
+                models = args.models.split(",") if args.models else ALL_MODELS
+                results.append(run_pipeline_scenario("ml100k", args.datasets / "ml-100k", "movielens-100k", models, client, prefix, work))
             elif scenario in SYNTHETIC:
                 from recsys.cli.demo import write_demo_data
 
@@ -309,7 +311,7 @@ def main() -> None:
                 started = time.perf_counter()
                 write_demo_data(work / scenario, sizes["users"], sizes["items"], sizes["interactions"], seed=0)
                 generated = time.perf_counter() - started
-                models = MODELS_AT.get(scenario, ALL_MODELS)
+                models = args.models.split(",") if args.models else MODELS_AT.get(scenario, ALL_MODELS)
                 result = run_pipeline_scenario(scenario, work / scenario, "auto", models, client, prefix, work)
                 result["generate_seconds"] = round(generated, 2)
                 shutil.rmtree(work / scenario, ignore_errors=True)
