@@ -46,7 +46,7 @@ from recsys.runs.folder import (
     new_run_id,
     write_catalog,
 )
-from recsys.runs.lists import CONFIDENCE, LIFT, ListWriter
+from recsys.runs.lists import CONFIDENCE, LIFT, ListWriter, string_array
 from recsys.store.keys import OVERALL
 
 if TYPE_CHECKING:
@@ -450,7 +450,7 @@ def _train_into(
     write_catalog(catalog_frame, folder / CATALOG_FILE)
 
     lists_cfg = config.lists
-    user_names, item_names = pa.array(dataset.users.ids), pa.array(dataset.items.ids)
+    user_names, item_names = string_array(dataset.users.ids), string_array(dataset.items.ids)
     active: np.ndarray | None = None
     active_report: dict[str, Any] | None = None
     if lists_cfg.active_within_days is not None and user_models:
