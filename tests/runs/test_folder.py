@@ -56,3 +56,16 @@ def test_completed_runs_sorted_and_only_finished(tmp_path: Path) -> None:
     (tmp_path / "notes").mkdir()
     assert [p.name for p in completed_runs(tmp_path)] == ids[:2]
     assert completed_runs(tmp_path / "missing") == []
+
+
+def test_publisher_and_run_folder_import_neither_training_nor_models() -> None:
+    """The run format sits below both sides: publishing needs no training code."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, recsys.publish.publisher, recsys.runs.folder, recsys.runs.lists\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('recsys.pipeline', 'recsys.models'))))"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
