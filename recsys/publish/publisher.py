@@ -31,12 +31,15 @@ import pyarrow.compute as pc
 import redis
 from tqdm import tqdm
 
+from recsys.catalog.overlay import stage_for_publish
 from recsys.data import schema
 from recsys.errors import DataError, StoreError
+from recsys.privacy.runs import scrub_run
+from recsys.privacy.tombstones import read_redis as read_tombstones
 from recsys.publish.lock import PublishLock
 from recsys.publish.versions import apply_retention, clean_pending, delete_version_keys, switch_live
 from recsys.runs.folder import CATALOG_SCHEMA, RunFolder, new_run_id, with_all_columns
-from recsys.runs.lists import CONFIDENCE, EXTRA_COLUMNS, ITEM_IDS, KEY, LIFT, SCORES, RunList
+from recsys.runs.lists import CONFIDENCE, EXTRA_COLUMNS, ITEM_IDS, KEY, LIFT, READ_BATCH_ROWS, SCORES, RunList
 from recsys.store.codec import encode_ragged
 from recsys.store.connection import redact
 from recsys.store.keys import OVERALL, KeyLayout
@@ -159,6 +162,21 @@ class _Catalog:
     rows: int
     batches: Callable[[int], Iterator[pa.RecordBatch]]
 
+    def overlay_fields(self) -> dict[str, np.ndarray]:
+        """Every catalogue column as a numpy array (price NaN = unknown, in_stock null =
+        True), for the item overlay (recsys.catalog.overlay); the catalogue is small."""
+        columns: dict[str, list[np.ndarray]] = {field.name: [] for field in CATALOG_SCHEMA}
+        for batch in self.batches(READ_BATCH_ROWS):
+            for name in (schema.ITEM_ID, schema.TITLE, schema.CATEGORY):
+                columns[name].append(np.asarray(pc.fill_null(batch.column(name), "").to_pylist(), dtype=str))
+            columns[schema.PRICE].append(batch.column(schema.PRICE).to_numpy(zero_copy_only=False).astype(np.float64))
+            columns[schema.IN_STOCK].append(np.asarray(pc.fill_null(batch.column(schema.IN_STOCK), True).to_pylist(), dtype=bool))
+        empty = {schema.PRICE: np.float64, schema.IN_STOCK: bool}
+        return {
+            name: np.concatenate(parts) if parts else np.array([], dtype=empty.get(name, str))
+            for name, parts in columns.items()
+        }
+
 
 #: Parquet list columns -> the field of the Redis blob (recsys/store/codec.py).
 _BLOB_FIELDS = {CONFIDENCE: "c", LIFT: "l"}
@@ -204,6 +222,10 @@ class Publisher:
     def publish_run(self, run: RunFolder | str | Path) -> PublishResult:
         """Publish every list of a run folder (``recsys publish RUN``), read in batches."""
         folder = run if isinstance(run, RunFolder) else RunFolder(run)
+        # Users forgotten since the run was trained leave it first (the folder is rewritten).
+        tombstones = set(read_tombstones(self.client, self.layout))
+        if tombstones and scrub_run(folder.path, tombstones)[0] is not None:
+            folder = RunFolder(folder.path)
         lists = folder.lists()
         metadata = folder.metadata
         extra_meta = {
@@ -293,7 +315,11 @@ class Publisher:
                 meta = self._meta(version, run_id, lists, counts, categories, default_model, extra_meta)
                 client.set(layout.meta(version), orjson.dumps(meta))
                 lock.renew(force=True)
-                switch_live(client, layout, lock, version, register=True)
+                # The item overlay is applied in the switch itself: an update landing meanwhile is kept.
+                prepare = (
+                    stage_for_publish(catalog.overlay_fields(), layout.catalog(version), layout) if catalog is not None else None
+                )
+                switch_live(client, layout, lock, version, register=True, prepare=prepare)
             except BaseException:
                 # Best effort; if this fails too (Redis gone), the next publish cleans up.
                 try:

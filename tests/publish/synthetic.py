@@ -74,5 +74,9 @@ def synthetic_run(n_users: int = 40, n_items: int = 25, n: int = 5, seed: int = 
         schema.PRICE: prices,
         schema.IN_STOCK: np.arange(n_items) % 5 != 0,
     }
-    table = pa.table({k: pa.array(v, from_pandas=True) for k, v in catalog.items()})
-    return Synthetic(users, items, arrays, [a.run_list(users, items) for a in arrays], catalog, table)
+    return Synthetic(users, items, arrays, [a.run_list(users, items) for a in arrays], catalog, catalog_table(catalog))
+
+
+def catalog_table(catalog: dict[str, np.ndarray]) -> pa.Table:
+    """The catalogue arrays as the table the publisher takes (NaN price = null)."""
+    return pa.table({k: pa.array(v, from_pandas=True) for k, v in catalog.items()})
