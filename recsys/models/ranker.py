@@ -1,6 +1,6 @@
 """Two-stage ranking: candidates from several models, re-ranked by gradient-boosted trees.
 
-Stage one: each candidate model (by default ease, als, itemknn and popular) gives its top
+Stage one: each candidate model (by default ease, als, userknn, itemknn and popular) gives its top
 ``per_model`` unseen items per user; the union is the user's candidate set. Stage two: a
 LightGBM ``lambdarank`` model orders the candidates from features of the (user, item) pair:
 
@@ -51,10 +51,16 @@ TREND_WINDOW_DAYS = 30.0
 
 
 class CandidateModel(ModelConfig):
-    """One first-stage model: its registry name and parameters."""
+    """One first-stage model: its registry name, parameters and the label of its features
+    (default: the model name; set it to use one model twice, e.g. with two seeds)."""
 
     model: str
     params: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$")
+
+    @property
+    def feature_prefix(self) -> str:
+        return self.label or self.model
 
 
 class RankerConfig(ModelConfig):
@@ -68,6 +74,7 @@ class RankerConfig(ModelConfig):
         default_factory=lambda: [
             CandidateModel(model="ease"),
             CandidateModel(model="als"),
+            CandidateModel(model="userknn"),
             CandidateModel(model="itemknn"),
             CandidateModel(model="popular"),
         ],
@@ -79,24 +86,28 @@ class RankerConfig(ModelConfig):
     label_share: float = Field(0.2, gt=0.0, lt=1.0, description="share of each user's items carved as labels (folds = 1)")
     min_user_items: int = Field(3, ge=2, description="users with fewer items give no training labels")
     seed: int = 0
-    objective: Literal["lambdarank", "binary"] = "lambdarank"
-    n_estimators: int = Field(300, ge=1)
+    objective: Literal["lambdarank", "rank_xendcg", "binary"] = "lambdarank"
+    n_estimators: int = Field(100, ge=1)
     learning_rate: float = Field(0.05, gt=0.0)
-    num_leaves: int = Field(31, ge=2)
+    num_leaves: int = Field(7, ge=2)
     min_child_samples: int = Field(50, ge=1)
     feature_fraction: float = Field(0.8, gt=0.0, le=1.0)
+    lambda_l2: float = Field(0.0, ge=0.0, description="L2 penalty on leaf values")
+    monotone: bool = Field(
+        True, description="the ranker's score may only rise with a candidate model's score and fall with its rank"
+    )
     explain_from: str | None = Field(
         None, description="candidate model whose explanations the ranker gives; None = the first that has them"
     )
 
     @model_validator(mode="after")
     def _check(self) -> RankerConfig:
-        names = [c.model for c in self.candidates]
+        names = [c.feature_prefix for c in self.candidates]
         if len(set(names)) != len(names):
-            raise ValueError(f"a candidate model is listed twice: {', '.join(names)}")
+            raise ValueError(f"two candidate models share a label: {', '.join(names)} (give each a distinct 'label')")
         for candidate in self.candidates:
-            if candidate.model in ("ranker", "blend"):
-                raise ValueError(f"candidate {candidate.model!r}: a ranker's candidates are single models")
+            if candidate.model == "ranker":
+                raise ValueError("a ranker cannot be a candidate model of a ranker")
             model_class = get_model_class(candidate.model)
             if "baskets" in model_class.requires:
                 raise ValueError(
@@ -222,6 +233,17 @@ class FeatureContext:
                 recent.data = (recent.data >= newest - TREND_WINDOW_DAYS * DAY_SECONDS).astype(np.float64)
                 recent_users = np.asarray(recent.sum(axis=0)).ravel()
                 self.trend = np.where(item_users > 0, recent_users / np.maximum(item_users, 1), 0.0)
+                # When each item was first and typically seen, and when each user was active.
+                self.item_first = np.full(n_items, np.nan)
+                np.fmin.at(self.item_first, self.times.indices, self.times.data)
+                item_sum = np.bincount(self.times.indices, weights=self.times.data, minlength=n_items)
+                self.item_mean = np.where(item_users > 0, item_sum / np.maximum(item_users, 1), np.nan)
+                user_counts = np.diff(self.times.indptr)
+                user_sum = np.add.reduceat(self.times.data, np.minimum(self.times.indptr[:-1], max(0, self.times.nnz - 1))) if self.times.nnz else np.zeros(n_users)
+                self.user_mean = np.where(user_counts > 0, user_sum / np.maximum(user_counts, 1), np.nan)
+                self.user_last = np.full(n_users, np.nan)
+                owners = np.repeat(np.arange(n_users), user_counts)
+                np.fmax.at(self.user_last, owners, self.times.data)
         self.category = category
         if category is not None:
             n_categories = int(category.max()) + 1
@@ -255,10 +277,10 @@ class FeatureContext:
         """Feature names in column order."""
         out = []
         for name in models:
-            out += [f"{name}_rank", f"{name}_zscore", f"{name}_relative"]
+            out += [f"{name}_rank", f"{name}_score", f"{name}_zscore", f"{name}_relative"]
         out += ["n_models", "item_popularity", "user_activity"]
         if self.trend is not None:
-            out.append("item_trend")
+            out += ["item_trend", "item_first_days_before_user_last", "item_mean_minus_user_mean_days"]
         if self.category is not None:
             out += ["category_affinity", "category_lift"]
             if self.times is not None:
@@ -294,16 +316,20 @@ class FeatureContext:
             where = np.searchsorted(pair_keys, model_keys)
             rank = np.full(len(rows), float(depth + 1))
             rank[where] = (np.broadcast_to(np.arange(1, ids.shape[1] + 1), ids.shape)[valid]).astype(np.float64)
+            raw = np.full(len(rows), np.nan)
+            raw[where] = finite[valid]
             z = np.full(len(rows), np.nan)
             z[where] = zscore[valid]
             rel = np.full(len(rows), np.nan)
             rel[where] = relative[valid]
             proposed[where] += 1
-            columns += [rank, z, rel]
+            columns += [rank, raw, z, rel]
         user_of_pair = users[rows]
         columns += [proposed, self.popularity[items], self.activity[user_of_pair]]
         if self.trend is not None:
             columns.append(self.trend[items])
+            columns.append((self.user_last[user_of_pair] - self.item_first[items]) / DAY_SECONDS)
+            columns.append((self.item_mean[items] - self.user_mean[user_of_pair]) / DAY_SECONDS)
         if self.category is not None:
             history = self.binary[users]
             per_category = np.asarray((history @ self.item_category).todense(), dtype=np.float64)
@@ -329,6 +355,15 @@ class FeatureContext:
                 usual = np.where(price_count > 0, price_sum / np.maximum(price_count, 1), np.nan)
             columns.append(self.log_price[items] - usual[rows])
         return np.column_stack(columns).astype(np.float32)
+
+
+def monotone_direction(feature: str) -> int:
+    """-1 for a candidate model's rank, +1 for its scores, 0 (free) for everything else."""
+    if feature.endswith("_rank"):
+        return -1
+    if feature.endswith(("_score", "_zscore", "_relative")):
+        return 1
+    return 0
 
 
 # ----------------------------------------------------------------------------- model
@@ -378,7 +413,7 @@ class RankerRecommender(Recommender):
         groups: list[np.ndarray] = []
         relevant_total = 0
         found_total = 0
-        names = [c.model for c in config.candidates]
+        names = [c.feature_prefix for c in config.candidates]
         catalog = FeatureContext.catalog_arrays(dataset.catalog)
         for history, held_out in carve_labels(self.user_items, dataset.last_times, config):
             carved = history_dataset(dataset, history)
@@ -413,7 +448,7 @@ class RankerRecommender(Recommender):
         self._context = FeatureContext(self.user_items, dataset.last_times, *catalog)
         self.feature_names = self._context.names(names)
         params = self._lightgbm_params()
-        train_set = lightgbm.Dataset(features, label, group=group if config.objective == "lambdarank" else None, feature_name=self.feature_names, free_raw_data=True)
+        train_set = lightgbm.Dataset(features, label, group=group if config.objective != "binary" else None, feature_name=self.feature_names, free_raw_data=True)
         self._booster = lightgbm.train(params, train_set, num_boost_round=config.n_estimators)
         self._set_importances()
         self.training = {
@@ -436,10 +471,14 @@ class RankerRecommender(Recommender):
             "seed": config.seed,
             "deterministic": True,
             "num_threads": 1,
+            "lambda_l2": config.lambda_l2,
             "verbose": -1,
         }
+        if config.monotone:
+            params["monotone_constraints"] = [monotone_direction(name) for name in self.feature_names]
+            params["monotone_constraints_method"] = "advanced"
         if config.objective == "lambdarank":
-            params.update(metric="ndcg", eval_at=[10], lambdarank_truncation_level=20)
+            params.update(lambdarank_truncation_level=20)
         return params
 
     def _set_importances(self) -> None:
@@ -549,6 +588,6 @@ class RankerRecommender(Recommender):
         self._booster = lightgbm.Booster(model_str=meta["booster"])
         times = sparse_from_arrays("last_times", arrays) if "last_times__data" in arrays else None
         self._context = FeatureContext(self.user_items, times, arrays.get("item_category"), arrays.get("item_log_price"))
-        names = self._context.names([c.model for c in self._config.candidates])
+        names = self._context.names([c.feature_prefix for c in self._config.candidates])
         if names != self.feature_names:
             raise ModelError(f"ranker: saved features {self.feature_names} do not match the data's {names}")
