@@ -86,7 +86,10 @@ class RankerConfig(ModelConfig):
     label_share: float = Field(0.2, gt=0.0, lt=1.0, description="share of each user's items carved as labels (folds = 1)")
     min_user_items: int = Field(3, ge=2, description="users with fewer items give no training labels")
     seed: int = 0
-    objective: Literal["lambdarank", "rank_xendcg", "binary"] = "lambdarank"
+    objective: Literal["auto", "lambdarank", "rank_xendcg", "binary"] = Field(
+        "auto",
+        description="auto = lambdarank or binary, whichever ranks a held-out quarter of the carved users better",
+    )
     n_estimators: int = Field(100, ge=1)
     learning_rate: float = Field(0.05, gt=0.0)
     num_leaves: int = Field(7, ge=2)
@@ -96,6 +99,7 @@ class RankerConfig(ModelConfig):
     monotone: bool = Field(
         True, description="the ranker's score may only rise with a candidate model's score and fall with its rank"
     )
+    drop_features: list[str] = Field(default_factory=list, description="feature names left out (ablations)")
     explain_from: str | None = Field(
         None, description="candidate model whose explanations the ranker gives; None = the first that has them"
     )
@@ -305,9 +309,13 @@ class FeatureContext:
         for ids, scores in per_model:
             valid = ids >= 0
             finite = np.where(valid & np.isfinite(scores), scores, np.nan).astype(np.float64)
-            mean = np.nanmean(np.where(valid, finite, np.nan), axis=1, keepdims=True) if valid.any() else np.zeros((len(ids), 1))
-            std = np.nanstd(finite, axis=1, keepdims=True)
-            best = np.nanmax(np.where(valid, finite, -np.inf), axis=1, keepdims=True)
+            # Users with no proposal from a model (all NaN) get NaN features, which LightGBM
+            # treats as missing.
+            count = np.isfinite(finite).sum(axis=1, keepdims=True)
+            total = np.where(np.isfinite(finite), finite, 0.0)
+            mean = total.sum(axis=1, keepdims=True) / np.maximum(count, 1)
+            std = np.sqrt((np.where(np.isfinite(finite), finite - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / np.maximum(count, 1))
+            best = np.where(np.isfinite(finite), finite, -np.inf).max(axis=1, keepdims=True)
             with np.errstate(invalid="ignore", divide="ignore"):
                 zscore = (finite - mean) / np.where(std > 0, std, 1.0)
                 relative = finite / np.where(np.abs(best) > 0, np.abs(best), 1.0)
@@ -366,6 +374,20 @@ def monotone_direction(feature: str) -> int:
     return 0
 
 
+def group_ndcg(predicted: np.ndarray, label: np.ndarray, group: np.ndarray, k: int) -> float:
+    """Mean nDCG@k over consecutive groups of rows (sizes ``group``), binary labels."""
+    owner = np.repeat(np.arange(len(group)), group)
+    order = np.lexsort((-predicted, owner))
+    starts = np.concatenate(([0], np.cumsum(group)[:-1]))
+    position = np.arange(len(order)) - np.repeat(starts, group)
+    discount = np.where(position < k, 1.0 / np.log2(position + 2.0), 0.0)
+    dcg = np.bincount(owner, weights=discount * label[order], minlength=len(group))
+    positives = np.bincount(owner, weights=label, minlength=len(group)).astype(np.int64)
+    ideal = np.concatenate(([0.0], np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))))[np.minimum(positives, k)]
+    valid = ideal > 0
+    return float(np.mean(dcg[valid] / ideal[valid])) if valid.any() else 0.0
+
+
 # ----------------------------------------------------------------------------- model
 class RankerRecommender(Recommender):
     """Candidate models + a LightGBM learning-to-rank model over pair features.
@@ -405,8 +427,6 @@ class RankerRecommender(Recommender):
         return models
 
     def _fit(self, dataset: Dataset, *, show_progress: bool = False) -> None:
-        import lightgbm
-
         config = self._config
         blocks: list[np.ndarray] = []
         labels: list[np.ndarray] = []
@@ -446,12 +466,13 @@ class RankerRecommender(Recommender):
         group = np.concatenate(groups)
         self.components = self._fit_components(dataset, show_progress=show_progress)
         self._context = FeatureContext(self.user_items, dataset.last_times, *catalog)
-        self.feature_names = self._context.names(names)
-        params = self._lightgbm_params()
-        train_set = lightgbm.Dataset(features, label, group=group if config.objective != "binary" else None, feature_name=self.feature_names, free_raw_data=True)
-        self._booster = lightgbm.train(params, train_set, num_boost_round=config.n_estimators)
+        self.feature_names = [n for n in self._context.names(names) if n not in set(config.drop_features)]
+        objective, selection = self._choose_objective(features, label, group)
+        self._booster = self._train(features, label, group, objective)
         self._set_importances()
         self.training = {
+            "objective": objective,
+            "objective_selection": selection,
             "users": int(len(group)),
             "pairs": int(len(label)),
             "positives": int(label.sum()),
@@ -460,10 +481,40 @@ class RankerRecommender(Recommender):
             "carving": config.carving,
         }
 
-    def _lightgbm_params(self) -> dict[str, Any]:
+    def _train(self, features: np.ndarray, label: np.ndarray, group: np.ndarray, objective: str) -> Any:
+        import lightgbm
+
+        train_set = lightgbm.Dataset(
+            features, label, group=group if objective != "binary" else None, feature_name=self.feature_names, free_raw_data=True
+        )
+        return lightgbm.train(self._lightgbm_params(objective), train_set, num_boost_round=self._config.n_estimators)
+
+    def _choose_objective(self, features: np.ndarray, label: np.ndarray, group: np.ndarray) -> tuple[str, dict[str, float]]:
+        """The configured objective, or for ``auto`` the one of lambdarank / binary with the
+        higher nDCG@10 on a random quarter of the carved users, trained on the rest.
+
+        Pairwise lambdarank wins with many labels per user; with one or two (sparse shop
+        data) its gradients are noisy and the pointwise binary objective ranks better.
+        """
+        if self._config.objective != "auto":
+            return self._config.objective, {}
+        rng = np.random.default_rng(self._config.seed)
+        held = rng.random(len(group)) < 0.25
+        if held.all() or not held.any():
+            return "lambdarank", {}
+        row_group = np.repeat(np.arange(len(group)), group)
+        rows_held = held[row_group]
+        scores = {}
+        for objective in ("lambdarank", "binary"):
+            booster = self._train(features[~rows_held], label[~rows_held], group[~held], objective)
+            predicted = booster.predict(features[rows_held], num_threads=1)
+            scores[objective] = round(group_ndcg(predicted, label[rows_held], group[held], 10), 6)
+        return max(scores, key=lambda name: (scores[name], name == "lambdarank")), scores
+
+    def _lightgbm_params(self, objective: str) -> dict[str, Any]:
         config = self._config
         params: dict[str, Any] = {
-            "objective": config.objective,
+            "objective": objective,
             "learning_rate": config.learning_rate,
             "num_leaves": config.num_leaves,
             "min_child_samples": config.min_child_samples,
@@ -477,7 +528,7 @@ class RankerRecommender(Recommender):
         if config.monotone:
             params["monotone_constraints"] = [monotone_direction(name) for name in self.feature_names]
             params["monotone_constraints_method"] = "advanced"
-        if config.objective == "lambdarank":
+        if objective == "lambdarank":
             params.update(lambdarank_truncation_level=20)
         return params
 
@@ -503,7 +554,12 @@ class RankerRecommender(Recommender):
         keys = np.unique(batch_rows[valid].astype(np.int64) * self.n_items + ids[valid])
         rows = (keys // self.n_items).astype(np.int64)
         items = (keys % self.n_items).astype(np.int64)
-        return rows, items, context.features(users, rows, items, per_model, depth)
+        features = context.features(users, rows, items, per_model, depth)
+        dropped = set(self._config.drop_features)
+        if dropped:
+            names = context.names([c.feature_prefix for c in self._config.candidates])
+            features = features[:, [i for i, name in enumerate(names) if name not in dropped]]
+        return rows, items, features
 
     # ---------------------------------------------------------------- scoring
     def _score_users(self, user_indices: np.ndarray) -> np.ndarray:
@@ -589,5 +645,6 @@ class RankerRecommender(Recommender):
         times = sparse_from_arrays("last_times", arrays) if "last_times__data" in arrays else None
         self._context = FeatureContext(self.user_items, times, arrays.get("item_category"), arrays.get("item_log_price"))
         names = self._context.names([c.feature_prefix for c in self._config.candidates])
+        names = [n for n in names if n not in set(self._config.drop_features)]
         if names != self.feature_names:
             raise ModelError(f"ranker: saved features {self.feature_names} do not match the data's {names}")

@@ -259,3 +259,24 @@ def test_movielens_because_items(datasets_dir: Path) -> None:
     ease = ranker._explaining_model()
     assert ease is not None and ease.name == "ease"
     assert check_because(ranker, 10, scorer=ease) > 0.99
+
+
+def test_group_ndcg_matches_scikit_learn() -> None:
+    from sklearn.metrics import ndcg_score
+
+    from recsys.models.ranker import group_ndcg
+
+    rng = np.random.default_rng(0)
+    sizes = np.array([5, 8, 3, 6])
+    label = (rng.random(sizes.sum()) < 0.4).astype(np.float64)
+    label[np.cumsum(sizes) - 1] = 1.0
+    predicted = rng.random(sizes.sum())
+    parts = np.split(np.arange(sizes.sum()), np.cumsum(sizes)[:-1])
+    expected = np.mean([ndcg_score([label[p]], [predicted[p]], k=3) for p in parts])
+    assert group_ndcg(predicted, label, sizes, 3) == pytest.approx(expected)
+
+
+def test_auto_objective_is_recorded() -> None:
+    model = RankerRecommender({**SMALL, "objective": "auto"}).fit(cluster_dataset())
+    assert model.training["objective"] in ("lambdarank", "binary")
+    assert set(model.training["objective_selection"]) == {"lambdarank", "binary"}
