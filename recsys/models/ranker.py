@@ -85,6 +85,9 @@ class RankerConfig(ModelConfig):
     folds: int = Field(1, ge=1, description="1 = one holdout of label_share; k >= 2 = k-fold stacking (random carving)")
     label_share: float = Field(0.2, gt=0.0, lt=1.0, description="share of each user's items carved as labels (folds = 1)")
     min_user_items: int = Field(3, ge=2, description="users with fewer items give no training labels")
+    max_label_users: int | None = Field(
+        50_000, ge=1, description="users sampled per fold for training labels (bounds the training set); None = all"
+    )
     seed: int = 0
     objective: Literal["auto", "lambdarank", "rank_xendcg", "binary"] = Field(
         "auto",
@@ -440,6 +443,9 @@ class RankerRecommender(Recommender):
             models = self._fit_components(carved, show_progress=show_progress)
             context = FeatureContext(history, dataset.last_times, *catalog)
             users = np.flatnonzero(np.diff(held_out.indptr) > 0)
+            if config.max_label_users is not None and len(users) > config.max_label_users:
+                rng = np.random.default_rng(config.seed)
+                users = np.sort(rng.choice(users, config.max_label_users, replace=False))
             step = self._candidate_batch()
             for start in range(0, len(users), step):
                 batch = users[start : start + step]

@@ -280,3 +280,8 @@ def test_auto_objective_is_recorded() -> None:
     model = RankerRecommender({**SMALL, "objective": "auto"}).fit(cluster_dataset())
     assert model.training["objective"] in ("lambdarank", "binary")
     assert set(model.training["objective_selection"]) == {"lambdarank", "binary"}
+
+
+def test_label_users_are_capped() -> None:
+    model = RankerRecommender({**SMALL, "max_label_users": 10}).fit(cluster_dataset())
+    assert model.training["users"] <= 10
