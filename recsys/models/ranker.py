@@ -446,7 +446,7 @@ class RankerRecommender(Recommender):
             if config.max_label_users is not None and len(users) > config.max_label_users:
                 rng = np.random.default_rng(config.seed)
                 users = np.sort(rng.choice(users, config.max_label_users, replace=False))
-            step = self._candidate_batch()
+            step = self._batch_size()
             for start in range(0, len(users), step):
                 batch = users[start : start + step]
                 rows, items, features = self._candidate_features(models, context, batch)
@@ -543,10 +543,6 @@ class RankerRecommender(Recommender):
         total = gains.sum()
         shares = gains / total if total > 0 else gains
         self.importances = {name: round(float(share), 6) for name, share in zip(self.feature_names, shares)}
-
-    def _candidate_batch(self) -> int:
-        # Each user's candidates: one row of scores per model over the catalogue.
-        return self._batch_size()
 
     def _candidate_features(
         self, models: list[Recommender], context: FeatureContext, users: np.ndarray

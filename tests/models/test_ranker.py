@@ -14,7 +14,6 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.data.dataset import Dataset
-from recsys.data.idmap import IdMap
 from recsys.errors import ConfigError, ModelError
 from recsys.models.base import Recommender
 from recsys.models.ranker import RankerConfig, RankerRecommender, carve_labels, monotone_direction
@@ -168,7 +167,9 @@ def scores_without_because(model: Recommender, users: np.ndarray, items: np.ndar
     user's history), the model otherwise unchanged. One virtual user per entry, scored in one batch."""
     rows = sp.csr_matrix(model.user_items[users], copy=True)
     original = model._score_users(users)[np.arange(len(users)), items]
-    reduced = rows.multiply(sp.csr_matrix((np.ones(len(users)), (np.arange(len(users)), because)), shape=rows.shape) == 0)
+    removed = sp.csr_matrix((np.ones(len(users)), (np.arange(len(users)), because)), shape=rows.shape)
+    reduced = rows - rows.multiply(removed)
+    reduced.eliminate_zeros()
     altered = copy.deepcopy(model)
     altered.user_items = sp.csr_matrix(reduced, dtype=np.float32)
     altered.n_users = len(users)
