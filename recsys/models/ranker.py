@@ -102,7 +102,18 @@ class RankerConfig(ModelConfig):
     monotone: bool = Field(
         True, description="the ranker's score may only rise with a candidate model's score and fall with its rank"
     )
+    raw_scores: bool = Field(
+        False,
+        description="also feed each candidate model's raw score (off: its scale shifts when the models are refitted on all data)",
+    )
     drop_features: list[str] = Field(default_factory=list, description="feature names left out (ablations)")
+
+    def dropped_features(self) -> set[str]:
+        """Feature names not used: ``drop_features``, and the raw scores unless ``raw_scores``."""
+        dropped = set(self.drop_features)
+        if not self.raw_scores:
+            dropped |= {f"{c.feature_prefix}_score" for c in self.candidates}
+        return dropped
     explain_from: str | None = Field(
         None, description="candidate model whose explanations the ranker gives; None = the first that has them"
     )
@@ -472,7 +483,7 @@ class RankerRecommender(Recommender):
         group = np.concatenate(groups)
         self.components = self._fit_components(dataset, show_progress=show_progress)
         self._context = FeatureContext(self.user_items, dataset.last_times, *catalog)
-        self.feature_names = [n for n in self._context.names(names) if n not in set(config.drop_features)]
+        self.feature_names = [n for n in self._context.names(names) if n not in config.dropped_features()]
         objective, selection = self._choose_objective(features, label, group)
         self._booster = self._train(features, label, group, objective)
         self._set_importances()
@@ -557,7 +568,7 @@ class RankerRecommender(Recommender):
         rows = (keys // self.n_items).astype(np.int64)
         items = (keys % self.n_items).astype(np.int64)
         features = context.features(users, rows, items, per_model, depth)
-        dropped = set(self._config.drop_features)
+        dropped = self._config.dropped_features()
         if dropped:
             names = context.names([c.feature_prefix for c in self._config.candidates])
             features = features[:, [i for i, name in enumerate(names) if name not in dropped]]
@@ -647,6 +658,6 @@ class RankerRecommender(Recommender):
         times = sparse_from_arrays("last_times", arrays) if "last_times__data" in arrays else None
         self._context = FeatureContext(self.user_items, times, arrays.get("item_category"), arrays.get("item_log_price"))
         names = self._context.names([c.feature_prefix for c in self._config.candidates])
-        names = [n for n in names if n not in set(self._config.drop_features)]
+        names = [n for n in names if n not in self._config.dropped_features()]
         if names != self.feature_names:
             raise ModelError(f"ranker: saved features {self.feature_names} do not match the data's {names}")

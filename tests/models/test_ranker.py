@@ -125,7 +125,8 @@ def shop_dataset() -> Dataset:
 def test_features_and_importances_in_state(shop_dataset: Dataset, tmp_path: Path) -> None:
     model = RankerRecommender({**SMALL, "carving": "time"}).fit(shop_dataset)
     names = model.feature_names
-    for expected in ("ease_rank", "ease_zscore", "itemknn_score", "item_popularity", "item_trend", "user_activity",
+    assert "itemknn_score" not in names  # raw scores are off by default
+    for expected in ("ease_rank", "ease_zscore", "itemknn_relative", "item_popularity", "item_trend", "user_activity",
                      "category_affinity", "category_days_since", "relative_price"):
         assert expected in names
     assert set(model.importances) == set(names)
@@ -138,6 +139,13 @@ def test_features_and_importances_in_state(shop_dataset: Dataset, tmp_path: Path
     loaded = Recommender.load(folder)
     users = np.arange(shop_dataset.n_users)
     np.testing.assert_array_equal(model.recommend(users, 5)[0], loaded.recommend(users, 5)[0])
+
+
+def test_raw_scores_and_dropped_features() -> None:
+    model = RankerRecommender({**SMALL, "raw_scores": True, "drop_features": ["user_activity"]}).fit(cluster_dataset())
+    assert "ease_score" in model.feature_names and "user_activity" not in model.feature_names
+    ids, _ = model.recommend(np.arange(5), 3)
+    assert np.all(ids >= 0)
 
 
 def test_bare_matrix_has_no_catalogue_features() -> None:
