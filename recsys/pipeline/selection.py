@@ -332,7 +332,7 @@ def check_lists(entries: list[dict[str, Any]], plan: Selection, *, strict: bool)
     """(list entries kept, default model) after dropping every model all of whose lists are
     empty; under strict validation such a model fails the run instead.
 
-    ``entries`` are the run's list entries (``kind``, ``model``, ``non_empty``); the
+    ``entries`` are the run's list entries (``kind``, ``model``, ``rows`` = lists written); the
     bought-together lists are the rules model's. A dropped default model is replaced by the
     next best of the selection table, else the first user model left.
     """
@@ -343,7 +343,7 @@ def check_lists(entries: list[dict[str, Any]], plan: Selection, *, strict: bool)
             by_model.setdefault(model, []).append(entry)
     dropped: set[str] = set()
     for model, own in by_model.items():
-        if any(entry["non_empty"] for entry in own):
+        if any(entry.get("non_empty", entry["rows"]) for entry in own):
             continue
         hint = get_model_class(model).empty_hint or f"check its parameters under [models.{model}] and the data it needs"
         kinds = ", ".join(sorted({entry["kind"] for entry in own}))

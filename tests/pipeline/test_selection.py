@@ -144,7 +144,7 @@ def test_svd_on_counts_taken_as_ratings_gives_lists_not_nan(tmp_path: Path) -> N
     # Now the values are mapped onto 1-5 first: finite factors, a list for every user.
     meta = run(tmp_path, (data, None), models={"svd": {"random_state": 0}}, selection={"enabled": False})
     entry = next(e for e in meta["lists"] if e["kind"] == "user" and e["model"] == "svd")
-    assert entry["non_empty"] == entry["rows"] == data[schema.USER_ID].nunique()
+    assert entry["rows"] == data[schema.USER_ID].nunique()  # empty lists are not written
     with pytest.raises(ModelError, match=r"wider than a rating scale.*models\.svd\.rating_scale"):
         run(tmp_path, (data, None), models={"svd": {"out_of_scale": "refuse"}}, selection={"enabled": False})
     with pytest.raises(ModelError, match=r"outside models\.svd\.rating_scale \(1\.0, 5\.0\)"):
