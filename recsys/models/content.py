@@ -9,6 +9,10 @@ L2-normalised); block ``f`` is scaled by sqrt(weight_f) and the rows of the stac
 are L2-normalised again, so the cosine of two items is the weight-averaged cosine of their
 fields. Only the vocabularies and idf vectors are kept (no pickled vectorizer), which is
 all :meth:`ContentRecommender.transform_text` needs to embed new text later.
+
+Top-N lists come from the sparse product of the user profiles (or item rows) with the
+transposed TF-IDF matrix, selected with :func:`~recsys.models.base.top_n_sparse`; no dense
+users x items block is built.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from sklearn.preprocessing import normalize
 from recsys.data import schema
 from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
-from recsys.models.base import ModelConfig, Recommender, sparse_from_arrays, sparse_to_arrays
+from recsys.models.base import ModelConfig, Recommender, diagonal, sparse_from_arrays, sparse_to_arrays, top_n_sparse
 
 TextField = Literal["title", "description", "category"]
 
@@ -201,16 +205,31 @@ class ContentRecommender(Recommender):
         return sp.csr_matrix(normalize(tf, norm="l2", copy=False))
 
     # ---------------------------------------------------------------- scoring
-    def _score_users(self, user_indices: np.ndarray) -> np.ndarray:
+    def _user_scores(self, user_indices: np.ndarray) -> sp.csr_matrix:
+        """Sparse cosine of each user's profile with every item sharing a term, (len(users), n_items)."""
         weights = self.user_items[user_indices]
         if self._config.profile == "mean":
             weights = weights.copy()
             weights.data = np.ones_like(weights.data)
         profiles = normalize(sp.csr_matrix(weights @ self.item_tfidf), norm="l2", copy=False)
-        return _dense_or_neg_inf(sp.csr_matrix(profiles @ self._item_tfidf_t))
+        return sp.csr_matrix(profiles @ self._item_tfidf_t)
+
+    def _item_scores(self, item_indices: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix(self.item_tfidf[item_indices] @ self._item_tfidf_t)
+
+    def _score_users(self, user_indices: np.ndarray) -> np.ndarray:
+        return _dense_or_neg_inf(self._user_scores(user_indices))
 
     def _score_items(self, item_indices: np.ndarray) -> np.ndarray:
-        return _dense_or_neg_inf(sp.csr_matrix(self.item_tfidf[item_indices] @ self._item_tfidf_t))
+        return _dense_or_neg_inf(self._item_scores(item_indices))
+
+    def _recommend_block(
+        self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return top_n_sparse(self._user_scores(users), n, exclude=self._seen_block(users, exclude_seen), allowed=allowed)
+
+    def _similar_block(self, items: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return top_n_sparse(self._item_scores(items), n, exclude=diagonal(items, self.n_items), allowed=allowed)
 
     # ------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -24,7 +24,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from recsys.data.dataset import Dataset
-from recsys.models.base import ModelConfig, Recommender, sparse_from_arrays, sparse_to_arrays
+from recsys.models.base import ModelConfig, Recommender, diagonal, sparse_from_arrays, sparse_to_arrays, top_n_sparse
 from recsys.models.itemknn import sparse_scores_to_dense
 
 # Dense similarity blocks are cut to about this many float32 cells (64 MB).
@@ -118,12 +118,26 @@ class UserKNNRecommender(Recommender):
         self._user_profiles = column_normalised(self.user_items)
         self._item_profiles = self._user_profiles.T.tocsr()
 
+    def _user_scores(self, user_indices: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix(self.neighbours[user_indices] @ self.user_items)
+
+    def _item_scores(self, item_indices: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix(self._item_profiles[item_indices] @ self._user_profiles)
+
     def _score_users(self, user_indices: np.ndarray) -> np.ndarray:
-        return sparse_scores_to_dense(self.neighbours[user_indices] @ self.user_items)
+        return sparse_scores_to_dense(self._user_scores(user_indices))
 
     def _score_items(self, item_indices: np.ndarray) -> np.ndarray:
         """Cosine between items over the users who have them (items nobody shares: -inf)."""
-        return sparse_scores_to_dense(self._item_profiles[item_indices] @ self._user_profiles)
+        return sparse_scores_to_dense(self._item_scores(item_indices))
+
+    def _recommend_block(
+        self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return top_n_sparse(self._user_scores(users), n, exclude=self._seen_block(users, exclude_seen), allowed=allowed)
+
+    def _similar_block(self, items: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return top_n_sparse(self._item_scores(items), n, exclude=diagonal(items, self.n_items), allowed=allowed)
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {}, sparse_to_arrays("neighbours", self.neighbours)
@@ -131,3 +145,4 @@ class UserKNNRecommender(Recommender):
     def _set_state(self, meta: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         self.neighbours = sparse_from_arrays("neighbours", arrays)
         self._prepare()
+
