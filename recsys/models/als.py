@@ -36,7 +36,7 @@ from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from recsys.data.dataset import Dataset
-from recsys.models.base import ModelConfig, Recommender, diagonal
+from recsys.models.base import ModelConfig, Recommender, diagonal, resolve_threads
 
 
 class ALSConfig(ModelConfig):
@@ -55,7 +55,9 @@ class ALSConfig(ModelConfig):
     k1: float = Field(100.0, gt=0, description="BM25 term saturation (weighting='bm25')")
     b: float = Field(0.8, ge=0, le=1, description="BM25 length normalisation (weighting='bm25')")
     random_state: int | None = Field(42, description="seed of the initial factors; None = random")
-    num_threads: int = Field(0, ge=0, description="threads for fitting; 0 = all cores (results do not depend on it)")
+    num_threads: int = Field(
+        0, ge=0, description="threads for fitting; 0 = the model's threads (training.threads) (results do not depend on it)"
+    )
 
 
 class BPRConfig(ModelConfig):
@@ -225,7 +227,7 @@ class ALSRecommender(FactorRecommender):
             alpha=config.alpha,
             dtype=np.float32,
             iterations=config.iterations,
-            num_threads=config.num_threads,
+            num_threads=config.num_threads or resolve_threads(self.threads),
             random_state=config.random_state,
         )
 

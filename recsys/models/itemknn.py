@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recsys.data.dataset import Dataset
-from recsys.models.base import ModelConfig, Recommender, diagonal, sparse_from_arrays, sparse_to_arrays, top_n_sparse
+from recsys.models.base import ModelConfig, Recommender, diagonal, resolve_threads, sparse_from_arrays, sparse_to_arrays, top_n_sparse
 
 
 class ItemKNNConfig(ModelConfig):
@@ -50,15 +50,15 @@ def sparse_scores_to_dense(scores: sp.spmatrix) -> np.ndarray:
     return dense
 
 
-def implicit_item_knn(config: ItemKNNConfig) -> Any:
-    """The unfitted implicit model for ``config``."""
+def implicit_item_knn(config: ItemKNNConfig, threads: int = 0) -> Any:
+    """The unfitted implicit model for ``config``, fitting on ``threads`` threads (0 = all cores)."""
     from implicit.nearest_neighbours import BM25Recommender, CosineRecommender, TFIDFRecommender
 
     if config.similarity == "bm25":
-        return BM25Recommender(K=config.k, K1=config.k1, B=config.b)
+        return BM25Recommender(K=config.k, K1=config.k1, B=config.b, num_threads=threads)
     if config.similarity == "tfidf":
-        return TFIDFRecommender(K=config.k)
-    return CosineRecommender(K=config.k)
+        return TFIDFRecommender(K=config.k, num_threads=threads)
+    return CosineRecommender(K=config.k, num_threads=threads)
 
 
 class ItemKNNRecommender(Recommender):
@@ -75,7 +75,7 @@ class ItemKNNRecommender(Recommender):
         from implicit.utils import ParameterWarning
 
         config: ItemKNNConfig = self.config  # type: ignore[assignment]
-        model = implicit_item_knn(config)
+        model = implicit_item_knn(config, resolve_threads(self.threads))
         user_items = self.user_items.copy()
         user_items.eliminate_zeros()
         with warnings.catch_warnings():

@@ -187,3 +187,17 @@ def test_top_n_sparse_leaves_out_excluded_cells_and_columns() -> None:
     ids, values = top_n_sparse(scores, 3, exclude=exclude, allowed=np.array([True, True, True, False]))
     assert ids.tolist() == [[2, 0, -1], [0, -1, -1]]
     assert values[0, :2].tolist() == [2.0, 0.0] and values[1, 0] == 5.0 and np.isneginf(values[1, 1:]).all()
+
+
+def test_threads_do_not_change_the_lists(shop: Dataset) -> None:
+    model = fitted("itemknn", shop)
+    results = []
+    for threads in (1, 3):
+        model.threads = threads
+        # Small blocks, so that several run at once.
+        parts = list(model.iter_recommend_all(N, batch_size=97))
+        users = np.concatenate([p[0] for p in parts])
+        np.testing.assert_array_equal(users, np.arange(model.n_users))
+        results.append((np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
