@@ -136,8 +136,8 @@ def test_movielens(movielens: Dataset, name: str) -> None:
 def test_shop_1m(shop_1m: Dataset, name: str) -> None:
     model = fitted(name, shop_1m)
     rng = np.random.default_rng(1)
-    users = np.sort(rng.choice(model.n_users, 3000, replace=False))
-    items = np.sort(rng.choice(model.n_items, 1000, replace=False))
+    users = np.sort(rng.choice(model.n_users, 800, replace=False))
+    items = np.sort(rng.choice(model.n_items, 300, replace=False))
     check_model(model, users, items)
 
 
