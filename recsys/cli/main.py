@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("recsys.cli.demo", "demo", "Demo data -> train -> publish -> API, in one command."),
     "ab": ("recsys.cli.ab", "ab", "Create, list, stop and report A/B experiments."),
     "redis": ("recsys.cli.redis", "redis_group", "Start, stop or locate the embedded Redis."),
+    "segments": ("recsys.cli.marketing", "segments", "Cluster customers into named segments (RFM + K-means)."),
+    "propensity": ("recsys.cli.marketing", "propensity", "Who is likely to buy a category or item soon (logistic regression)."),
+    "forget": ("recsys.cli.privacy", "forget", "Forget users everywhere (erasure), with a receipt."),
+    "items": ("recsys.cli.privacy", "items", "Change price, stock, visibility of items between trainings."),
+    "events": ("recsys.cli.privacy", "events", "Archive the events stream into Parquet files."),
 }
 
 
