@@ -63,20 +63,50 @@ def _show_progress() -> bool | None:
 
 
 def _print_run(run_dir: Path, as_json: bool) -> None:
-    from recsys.pipeline.artifacts import RunFolder
+    from recsys.runs.folder import RunFolder
 
     metadata = RunFolder(run_dir).metadata
     if as_json:
-        _echo_json({"run_dir": str(run_dir), **{k: metadata[k] for k in ("run", "fingerprint", "counts", "timings", "lists", "skipped", "default_model", "evaluation", "validation")}})
+        _echo_json({"run_dir": str(run_dir), **{k: metadata.get(k) for k in ("run", "fingerprint", "counts", "timings", "peak_rss_mb", "active_users", "lists", "skipped", "default_model", "evaluation", "validation")}, "selection": metadata.get("selection")})
         return
     click.echo(f"run {metadata['run']}: {run_dir}")
     counts = metadata["counts"]
     click.echo(f"{counts['users']} users, {counts['items']} items, {counts['interactions']} interactions; fingerprint {metadata['fingerprint']}")
     _print_validation(metadata.get("validation") or {})
-    rows = [[e["kind"], e.get("model") or "", e["rows"], e["non_empty"], e["n"]] for e in metadata["lists"]]
-    click.echo(_table(["list", "model", "rows", "non-empty", "n"], rows))
+    rows = [[e["kind"], e.get("model") or "", e["rows"], e["n"]] for e in metadata["lists"]]
+    click.echo(_table(["list", "model", "rows", "n"], rows))
+    if counts.get("inactive_users"):
+        click.echo(f"user lists for {counts['list_users']} active users; {counts['inactive_users']} inactive users get the fallback")
     for name, reason in metadata.get("skipped", {}).items():
         click.echo(f"skipped {name}: {reason}")
+    _print_selection(metadata.get("selection"), metadata.get("default_model"))
+
+
+def _print_selection(selection: dict[str, Any] | None, default_model: str | None) -> None:
+    """The selection table: each candidate's holdout score and why it was or was not served."""
+    if not selection:
+        return
+    holdout = selection.get("holdout") or {}
+    if selection.get("candidates"):
+        where = f"{holdout.get('method', '?')} holdout"
+        if holdout.get("cut") is not None:
+            where += f" from {_when(holdout['cut'])} UTC"
+        if holdout.get("test_rows") is not None:
+            where += f", {holdout['test_rows']} rows, {holdout.get('evaluated_users', 0)} users scored"
+        click.echo(f"model selection on the {where}:")
+        rows = [
+            [
+                c["model"],
+                "" if c.get("value") is None else f"{c['value']:.4f}",
+                ", ".join(f"{k}={v}" for k, v in c.get("params", {}).items()) + (" (tuned)" if c.get("tuned") else ""),
+                "" if c.get("fit_seconds") is None else f"{c['fit_seconds']:.2f}",
+                "*" if c.get("chosen") else "",
+                c.get("why", ""),
+            ]
+            for c in selection["candidates"]
+        ]
+        click.echo(_table(["model", selection.get("metric", "metric"), "parameters", "fit (s)", "chosen", "why"], rows))
+    click.echo(f"default model: {default_model} ({selection.get('reason', '')})")
 
 
 def _print_validation(report: dict[str, Any]) -> None:
@@ -172,10 +202,12 @@ def run_scheduled(
         if as_json:
             click.echo(json.dumps(result.to_json(), sort_keys=True, default=str))
         else:
-            from recsys.pipeline.artifacts import RunFolder
+            from recsys.runs.folder import RunFolder
 
+            metadata = RunFolder(result.run_dir).metadata
+            _print_selection(metadata.get("selection"), metadata.get("default_model"))
             click.echo(f"run {result.run_dir.name} -> live version {result.publish.version}")
-            _print_validation(RunFolder(result.run_dir).metadata.get("validation") or {})
+            _print_validation(metadata.get("validation") or {})
             _print_publish(result.publish, False)
 
     if every is None:

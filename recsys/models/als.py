@@ -216,6 +216,7 @@ class ALSRecommender(FactorRecommender):
 
     name = "als"
     config_class = ALSConfig
+    non_finite_hint = "lower models.als.alpha or raise models.als.regularization (check the [weighting] values too)"
 
     def _implicit_model(self) -> Any:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -241,6 +242,7 @@ class BPRRecommender(FactorRecommender):
 
     name = "bpr"
     config_class = BPRConfig
+    non_finite_hint = "lower models.bpr.learning_rate or raise models.bpr.regularization"
 
     def _implicit_model(self) -> Any:
         from implicit.cpu.bpr import BayesianPersonalizedRanking

@@ -262,6 +262,10 @@ class Recommender(ABC):
     name: ClassVar[str] = "base"
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     requires: ClassVar[frozenset[str]] = frozenset()
+    # Named in the errors of a fit that learned non-finite values, and of a model that
+    # recommends nothing: which setting to change.
+    non_finite_hint: ClassVar[str] = "check the event weights ([weighting]) and the model's parameters"
+    empty_hint: ClassVar[str] = ""
 
     def __init__(self, config: ModelConfig | Mapping[str, Any] | None = None, **params: Any) -> None:
         self.config = self.parse_config(config, **params)
@@ -309,7 +313,25 @@ class Recommender(ABC):
         self.user_items = sp.csr_matrix(dataset.user_items, dtype=np.float32)
         self.n_users, self.n_items = self.user_items.shape
         self._fit(dataset, show_progress=show_progress)
+        self._check_finite()
         return self
+
+    def _check_finite(self) -> None:
+        """ModelError when the learned state holds NaN or infinity (a diverged fit would
+        otherwise give empty or meaningless lists without a word)."""
+        _, arrays = self._get_state()
+        for key, array in arrays.items():
+            if not (isinstance(array, np.ndarray) and np.issubdtype(array.dtype, np.floating) and array.size):
+                continue
+            # One sum first: finite values summing to infinity are rare, NaN always shows.
+            if np.isfinite(array.sum(dtype=np.float64)):
+                continue
+            bad = int(np.count_nonzero(~np.isfinite(array)))
+            if bad:
+                raise ModelError(
+                    f"{self.name}: the fit produced {bad} non-finite values in {key.split('__')[0]} "
+                    f"(of {array.size}): {self.non_finite_hint}"
+                )
 
     @property
     def is_fitted(self) -> bool:
@@ -425,6 +447,16 @@ class Recommender(ABC):
     def _seen_block(self, users: np.ndarray, exclude_seen: bool) -> sp.csr_matrix | None:
         """The users' rows of the training matrix when seen items are excluded, else None."""
         return self.user_items[users] if exclude_seen else None
+
+    def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
+        """The seen item that contributes most to each (user, item) entry's score.
+
+        ``user_indices`` and ``item_indices`` have shape (n,) (item -1, list padding, is
+        allowed). Returns (n,) int64 item indices from each user's training history, -1
+        where no seen item speaks for the entry. Item-based models and the ranker override
+        this; the others raise ModelError.
+        """
+        raise ModelError(f"{self.name}: gives no 'because' explanations (item-based models and the ranker do)")
 
     def iter_recommend_all(
         self, n: int, *, exclude_seen: bool = True, batch_size: int | None = None

@@ -22,8 +22,10 @@ class PopularConfig(ModelConfig):
     ``trending``: decayed recent weight (needs timestamps, falls back to ``weight``)."""
 
     mode: Literal["users", "weight", "trending"] = "users"
+    # 0.5 rather than 0: on temporal holdouts it lifted nDCG@10 on ml100k, ml-latest-small
+    # and Online Retail and cost at most 2% on generated shops (docs/evaluation.md).
     trending_weight: float = Field(
-        0.0, ge=0.0, le=1.0, description="mix of trending into users/weight popularity (0 = none)"
+        0.5, ge=0.0, le=1.0, description="mix of trending into users/weight popularity (0 = none)"
     )
 
 

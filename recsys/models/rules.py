@@ -35,6 +35,7 @@ from recsys.models.base import (
     sparse_to_arrays,
     top_n_sparse,
 )
+from recsys.models.explain import because_items, checked_pairs, sparse_pair_weights
 
 # Nonzeros of one chunk of pair-indicator columns when counting triples (bounds memory).
 TRIPLE_CHUNK_NNZ = 20_000_000
@@ -75,6 +76,10 @@ class RulesRecommender(Recommender):
     name = "rules"
     config_class = RulesConfig
     requires = frozenset({"baskets"})
+    empty_hint = (
+        "no rule passed models.rules.min_support, min_confidence and min_lift (lower them), "
+        "or every basket holds one item (check the order_id / session_id column)"
+    )
 
     def __init__(self, config: RulesConfig | Mapping[str, Any] | None = None, **params: Any) -> None:
         super().__init__(config, **params)
@@ -324,6 +329,14 @@ class RulesRecommender(Recommender):
 
     def _score_items(self, item_indices: np.ndarray) -> np.ndarray:
         return _dense_or_neg_inf(self.rules[self._config.rank_by][item_indices])
+
+    def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
+        """The seen item ``i`` whose pair rule ``i -> j`` (by ``rank_by``) is strongest for each entry.
+
+        Entries reached only through a triple rule {a, b} -> j get -1.
+        """
+        users, items = checked_pairs(self, user_indices, item_indices)
+        return because_items(_binary(self.user_items), users, items, sparse_pair_weights(self.rules[self._config.rank_by]))
 
     # ------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
