@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 
 from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
+from recsys.models.als import factor_top_k
 from recsys.models.base import ModelConfig, Recommender
 
 
@@ -210,6 +211,19 @@ class SVDRecommender(Recommender):
             block += np.float32(self.global_mean) + self.bu[user_indices][:, None] + self.bi[None, :]
         block[:, ~self.known_items] = -np.inf
         return block
+
+    def _recommend_block(
+        self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """implicit's top-k over [pu, 1] . [qi, bi], plus mu + bu (the same for every item of a user)."""
+        blocked = ~self.known_items if allowed is None else ~self.known_items | ~allowed
+        if not self.config.biased:  # type: ignore[attr-defined]
+            return factor_top_k(self.qi, self.pu[users], n, exclude=self._seen_block(users, exclude_seen), blocked=blocked)
+        items = np.hstack([self.qi, self.bi[:, None]])
+        queries = np.hstack([self.pu[users], np.ones((len(users), 1), dtype=np.float32)])
+        ids, scores = factor_top_k(items, queries, n, exclude=self._seen_block(users, exclude_seen), blocked=blocked)
+        scores += np.float32(self.global_mean) + self.bu[users][:, None]
+        return ids, scores
 
     def _score_items(self, item_indices: np.ndarray) -> np.ndarray:
         block = self._qi_unit[item_indices] @ self._qi_unit.T

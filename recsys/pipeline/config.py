@@ -78,6 +78,9 @@ class TrainingConfig(Section):
     )
     basket_event_types: list[str] | None = Field(None, description="event types that form baskets; None = all")
     trending_half_life_days: float = Field(7.0, gt=0)
+    threads: int = Field(
+        0, ge=0, description="threads that fit models and compute their lists (and implicit's num_threads); 0 = all cores"
+    )
 
 
 class ListsConfig(Section):

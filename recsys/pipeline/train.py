@@ -488,6 +488,7 @@ def _train_into(
     popular_model: Recommender | None = None
     for name in fitted_names:
         model = get_model_class(name)(model_configs[name])
+        model.threads = config.training.threads
         with timer.step(f"fit.{name}") as info:
             model.fit(dataset, show_progress=bool(show_progress))
             info.update(users=model.n_users, items=model.n_items)
