@@ -17,9 +17,10 @@ from typing import Any
 
 import orjson
 import redis
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from recsys.data.ids import FORBIDDEN, utf8_problem
 from recsys.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,35 @@ def _redis_error(error: Exception) -> Response:
 def _unexpected(error: Exception) -> Response:
     log.exception("unhandled error")
     return error_response(500, "internal error")
+
+
+RETRY_AFTER_SECONDS = "1"
+#: Path prefixes whose next segment is an id, and the id's name in error messages.
+PATH_ID_FIELDS = (("/v1/users/", "user_id"), ("/v1/items/", "item_id"))
+
+
+def retry_after_on_503(response: Response) -> Response:
+    """Every 503 says when to retry (``Retry-After``), whichever part of the API made it."""
+    if response.status_code == 503 and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def check_path(path_info: str | None = None) -> Response | None:
+    """400 for a path that is not valid UTF-8 or holds control characters or line breaks.
+
+    Werkzeug would decode invalid bytes to U+FFFD (a different id) and route a newline
+    nowhere (404); neither is what the client sent. ``PATH_INFO`` holds the raw bytes as
+    latin-1 (the WSGI rule)."""
+    raw = (request.environ.get("PATH_INFO", "") if path_info is None else path_info).encode("latin-1", "replace")
+    problem = utf8_problem(raw)
+    if problem is None and FORBIDDEN.search(raw.decode("utf-8")):
+        problem = "contains control characters or line breaks"
+    if problem is None:
+        return None
+    text = raw.decode("utf-8", "replace")
+    field = next((name for prefix, name in PATH_ID_FIELDS if text.startswith(prefix)), "path")
+    return error_response(400, f"{field} is {problem}" if problem.startswith("not") else f"{field} {problem}", field=field)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -27,7 +27,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
 
 def make_app(redis_url: str, key_prefix: str, **extra: object) -> Flask:
-    config = {"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "ROUTER_REFRESH_SECONDS": 0, **extra}
+    config = {"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "ROUTER_REFRESH_SECONDS": 0, "INGEST_OPEN": True, **extra}
     app = create_app(config)
     app.testing = True
     return app
@@ -53,7 +53,7 @@ def test_events_one_array_or_wrapped(client: FlaskClient, redis_client: redis.Re
     for body, count in ((click("u1", "i1"), 1), ([click("u1", "i2"), click("u2", "i3")], 2), ({"events": [click("u3", "i4")] * 3}, 3)):
         response = client.post("/v1/events", json=body)
         assert response.status_code == 202, response.json
-        assert response.json == {"accepted": count}
+        assert response.json == {"accepted": count, "stored": count, "duplicates": 0}
     assert redis_client.xlen(layout.events) == 6
     _, fields = redis_client.xrange(layout.events, count=1)[0]
     assert tuple(k.decode() for k in fields) == EVENT_FIELDS

@@ -47,7 +47,7 @@ class FlaskTransport:
 
 @pytest.fixture
 def client(redis_url: str, key_prefix: str, redis_client: redis.Redis) -> FlaskClient:
-    app = create_app({"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "ADMIN_TOKEN": ADMIN, "ROUTER_REFRESH_SECONDS": 0})
+    app = create_app({"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "ADMIN_TOKEN": ADMIN, "ROUTER_REFRESH_SECONDS": 0, "INGEST_OPEN": True})
     return app.test_client()
 
 
