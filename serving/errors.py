@@ -26,6 +26,8 @@ from recsys.errors import StoreError
 log = logging.getLogger(__name__)
 
 JSON_MIMETYPE = "application/json"
+#: The message of every 404 for a URL that is not served (unknown, or a disabled part).
+NOT_FOUND_MESSAGE = "no such endpoint; see /openapi.json"
 
 
 class ApiError(Exception):
@@ -68,7 +70,7 @@ def error_response(status: int, message: str, **fields: Any) -> Response:
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
     if status == 404:
-        message = "no such endpoint; see /openapi.json"
+        message = NOT_FOUND_MESSAGE
     elif status == 405:
         allowed = sorted(error.valid_methods or []) if hasattr(error, "valid_methods") else []
         message = f"method not allowed; allowed: {', '.join(allowed)}" if allowed else "method not allowed"

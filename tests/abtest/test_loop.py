@@ -112,7 +112,8 @@ def test_events_through_the_api_reach_the_next_pipeline_run(
 
     interactions, catalog = cluster_interactions()
     config = parse_config({
-        "data": {"events": {"from_redis": True}},
+        # Items outside the catalogue count only when asked for (by default they are dropped).
+        "data": {"events": {"from_redis": True, "unknown_items": "keep"}},
         "models": {"popular": {"mode": "weight"}},
         "lists": {"together": False, "popular_by_category": False, "user_n": 5, "popular_n": 5},
     })
