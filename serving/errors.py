@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 import redis
@@ -115,9 +116,18 @@ def check_path(path_info: str | None = None) -> Response | None:
     """400 for a path that is not valid UTF-8 or holds control characters or line breaks.
 
     Werkzeug would decode invalid bytes to U+FFFD (a different id) and route a newline
-    nowhere (404); neither is what the client sent. ``PATH_INFO`` holds the raw bytes as
-    latin-1 (the WSGI rule)."""
-    raw = (request.environ.get("PATH_INFO", "") if path_info is None else path_info).encode("latin-1", "replace")
+    nowhere (404); neither is what the client sent. The path is read as sent: the raw
+    request URI (gunicorn's ``RAW_URI``, else ``REQUEST_URI``) percent-decoded to bytes,
+    else ``PATH_INFO`` (the raw bytes as latin-1, the WSGI rule)."""
+    if path_info is None:
+        environ = request.environ
+        uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        if uri:
+            raw = unquote_to_bytes(uri.split("?", 1)[0].split("#", 1)[0])
+        else:
+            raw = environ.get("PATH_INFO", "").encode("latin-1", "replace")
+    else:
+        raw = path_info.encode("latin-1", "replace")
     problem = utf8_problem(raw)
     if problem is None and FORBIDDEN.search(raw.decode("utf-8")):
         problem = "contains control characters or line breaks"

@@ -65,8 +65,10 @@ def gunicorn_options(
 ) -> dict[str, Any]:
     """Gunicorn settings: gevent workers (an event loop each, many keep-alive clients, Redis
     commands auto-pipelined) or gthread workers (a thread pool each)."""
+    from serving.gunicorn_errors import MAX_REQUEST_LINE, install
     from serving.metrics import mark_process_dead
 
+    install()  # gunicorn's own 400/414/431 answers in the API's JSON shape
     return {
         "bind": bind_address(host, port),
         "workers": workers,
@@ -76,6 +78,8 @@ def gunicorn_options(
         "timeout": timeout,
         "graceful_timeout": 10,
         "keepalive": 5,
+        # As long as gunicorn allows, so that requests within the API's limits reach Flask.
+        "limit_request_line": MAX_REQUEST_LINE,
         "preload_app": True,
         "accesslog": "-" if access_log else None,
         "errorlog": "-",
