@@ -248,9 +248,11 @@ def delete(obj: AbContext, name: str) -> None:
 @click.pass_obj
 def report(obj: AbContext, name: str, as_json: bool, plot: Path | None) -> None:
     """Metrics per variant with 95% intervals, differences from the control, SRM check."""
+    from recsys.abtest.experiments import live_published
     from recsys.abtest.report import build_report, format_report, plot_report
 
     store = obj.store()
+    store.mark_broken(live_published(store.client, store.layout))
     try:
         experiment = store.get(name)
     except KeyError:
