@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app
 
 from recsys import __version__
-from recsys.abtest.events import EVENT_TYPES
+from recsys.data.schema import EVENT_TYPES
 from recsys.abtest.experiments import BROKEN, NAME_PATTERN, VARIANT_OPTIONS
 from recsys.data.ids import MAX_ID_LENGTH
 from serving.errors import json_response
@@ -176,7 +176,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["type", "item_id"],
         "properties": {
-            "type": {"type": "string", "enum": list(EVENT_TYPES)},
+            "type": {"type": "string", "enum": list(EVENT_TYPES), "description": "or a shop name mapped by RECSYS_EVENT_TYPES"},
             "user_id": ID_SCHEMA,
             "session_id": ID_SCHEMA,
             "item_id": ID_SCHEMA,
@@ -381,7 +381,7 @@ _EXPERIMENT_ANSWER = _json(_ref("StoredExperiment"), "The experiment.")
 AB_PATHS: dict[str, Any] = {
     "/v1/events": {
         "post": {
-            "summary": "Log events (impressions, clicks, carts, purchases, ratings)",
+            "summary": "Log events (views, clicks, carts, purchases, ratings, impressions)",
             "description": (
                 "One event, an array, or `{\"events\": [...]}`; validated whole, stored whole (MULTI/EXEC) or not "
                 "at all. Events with an `event_id` stored before are skipped, so a batch may be sent again after "

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from recsys.cli.inputs import DataInput, config_option, resolve_input
 from recsys.errors import ConfigError, ModelError
 from recsys.data.loaders import FORMATS
 from recsys.evaluation.runner import EvaluationSettings, evaluate as run_evaluation, load_input, parse_relevance
@@ -19,9 +20,16 @@ from recsys.evaluation.splits import SPLIT_METHODS, SplitSpec
 def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by both commands: input data, split, relevance."""
     options = [
-        click.option("--data", "data_path", required=True, type=click.Path(exists=True, path_type=Path), help="Interactions file or folder."),
-        click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True, help="Input format."),
+        click.option("--data", "data_path", type=click.Path(exists=True, path_type=Path), help="Interactions file or folder (default: [data] path of --config)."),
+        config_option,
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Input format [default: auto, or [data] format]."),
         click.option("--catalog", type=click.Path(exists=True, path_type=Path), help="Item catalogue file."),
+        click.option(
+            "--use-values/--no-use-values",
+            default=None,
+            help="Weight events by their value column (counts, quantities) [default: [weighting] use_values, else no]; "
+            "[weighting] value_transform = \"log1p\" damps large counts.",
+        ),
         click.option("--split", "method", type=click.Choice(SPLIT_METHODS), default="stratified", show_default=True, help="How to hold out test data."),
         click.option("--test-size", type=float, default=0.25, show_default=True, help="Share held out (stratified per user; temporal overall)."),
         click.option("--leave-k", type=int, default=1, show_default=True, help="leave-last: pairs per user held out."),
@@ -36,6 +44,17 @@ def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _input(
+    config_path: Path | None, data_path: Path | None, fmt: str | None, catalog: Path | None, use_values: bool | None
+) -> DataInput:
+    """The data source and weighting: options over the --config file's [data] and [weighting]."""
+    source = resolve_input(config_path, data_path, fmt, catalog, None)
+    if use_values is not None:
+        weighting = source.weighting.model_copy(update={"use_values": use_values})
+        source = DataInput(source.path, source.format, source.catalog, source.strict, source.mapping, weighting)
+    return source
 
 
 def _split_spec(method: str, test_size: float, leave_k: int, folds: int, cut: int | None, seed: int) -> SplitSpec:
@@ -80,9 +99,11 @@ def _emit(document: dict[str, Any], json_out: str | None, table: str) -> None:
 @click.option("--rating-metrics", is_flag=True, help="Also RMSE/MAE for models that predict ratings.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False, path_type=Path), help="Draw a PNG chart comparing the models.")
 def evaluate(
-    data_path: Path,
-    fmt: str,
+    data_path: Path | None,
+    config_path: Path | None,
+    fmt: str | None,
     catalog: Path | None,
+    use_values: bool | None,
     method: str,
     test_size: float,
     leave_k: int,
@@ -116,10 +137,15 @@ def evaluate(
         raise ConfigError(f"--k must be >= 1, got {k}")
     factories = model_factories(names, model_params)
     spec = _split_spec(method, test_size, leave_k, folds, cut, seed)
+    source = _input(config_path, data_path, fmt, catalog, use_values)
     settings = EvaluationSettings(
-        k=k, relevance_threshold=parse_relevance(relevance), rating_metrics=rating_metrics, cold_users=cold_users  # type: ignore[arg-type]
+        k=k,
+        relevance_threshold=parse_relevance(relevance),
+        rating_metrics=rating_metrics,
+        cold_users=cold_users,  # type: ignore[arg-type]
+        weighting=source.weighting,
     )
-    loaded = load_input(data_path, fmt, catalog)
+    loaded = load_input(source.path, source.format, source.catalog, strict=source.strict, mapping=source.mapping)
     result = run_evaluation(
         loaded.interactions,
         factories,
@@ -130,6 +156,7 @@ def evaluate(
         progress=progress,
     )
     document = result.to_dict()
+    document["weighting"] = settings.weighting.model_dump(mode="json")
     dataset = document["dataset"]
     header = (
         f"{dataset.get('name', data_path)}: {dataset['interactions']} interactions, {dataset['users']} users, "
@@ -152,9 +179,11 @@ def evaluate(
 @click.option("--final", is_flag=True, help="Refit the best configuration on the whole train part and score it on test.")
 def tune(
     model: str,
-    data_path: Path,
-    fmt: str,
+    data_path: Path | None,
+    config_path: Path | None,
+    fmt: str | None,
     catalog: Path | None,
+    use_values: bool | None,
     method: str,
     test_size: float,
     leave_k: int,
@@ -181,8 +210,13 @@ def tune(
         grid[name] = parse_values(values)
     parse_metric(metric)
     spec = _split_spec(method, test_size, leave_k, folds, cut, seed)
-    settings = EvaluationSettings(relevance_threshold=parse_relevance(relevance), cold_users=cold_users)  # type: ignore[arg-type]
-    loaded = load_input(data_path, fmt, catalog)
+    source = _input(config_path, data_path, fmt, catalog, use_values)
+    settings = EvaluationSettings(
+        relevance_threshold=parse_relevance(relevance),
+        cold_users=cold_users,  # type: ignore[arg-type]
+        weighting=source.weighting,
+    )
+    loaded = load_input(source.path, source.format, source.catalog, strict=source.strict, mapping=source.mapping)
     result = run_tuning(
         model,
         grid,

@@ -67,15 +67,26 @@ def _print_run(run_dir: Path, as_json: bool) -> None:
 
     metadata = RunFolder(run_dir).metadata
     if as_json:
-        _echo_json({"run_dir": str(run_dir), **{k: metadata[k] for k in ("run", "fingerprint", "counts", "timings", "lists", "skipped", "default_model", "evaluation")}})
+        _echo_json({"run_dir": str(run_dir), **{k: metadata[k] for k in ("run", "fingerprint", "counts", "timings", "lists", "skipped", "default_model", "evaluation", "validation")}})
         return
     click.echo(f"run {metadata['run']}: {run_dir}")
     counts = metadata["counts"]
     click.echo(f"{counts['users']} users, {counts['items']} items, {counts['interactions']} interactions; fingerprint {metadata['fingerprint']}")
+    _print_validation(metadata.get("validation") or {})
     rows = [[e["kind"], e.get("model") or "", e["rows"], e["non_empty"], e["n"]] for e in metadata["lists"]]
     click.echo(_table(["list", "model", "rows", "non-empty", "n"], rows))
     for name, reason in metadata.get("skipped", {}).items():
         click.echo(f"skipped {name}: {reason}")
+
+
+def _print_validation(report: dict[str, Any]) -> None:
+    """Rows read and dropped by reason per input file; warnings (too many catalogue rows dropped) on stderr."""
+    for file in report.get("files", []):
+        dropped = file.get("dropped") or {}
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(dropped.items(), key=lambda kv: -kv[1]))
+        click.echo(f"{file['file']} ({file['table']}): {file['rows']} rows, {file['kept']} kept" + (f"; dropped: {reasons}" if reasons else ""))
+    for warning in report.get("warnings", []):
+        click.echo(f"WARNING: {warning}", err=True)
 
 
 def _print_publish(result: Any, as_json: bool) -> None:
@@ -161,7 +172,10 @@ def run_scheduled(
         if as_json:
             click.echo(json.dumps(result.to_json(), sort_keys=True, default=str))
         else:
+            from recsys.pipeline.artifacts import RunFolder
+
             click.echo(f"run {result.run_dir.name} -> live version {result.publish.version}")
+            _print_validation(RunFolder(result.run_dir).metadata.get("validation") or {})
             _print_publish(result.publish, False)
 
     if every is None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from recsys.data.mapping import DataMapping
 from recsys.data.matrix import Weighting
 from recsys.errors import ConfigError
 from recsys.models.base import ModelConfig
@@ -47,8 +48,10 @@ class EventsConfig(Section):
     )
 
 
-class DataConfig(Section):
-    """``[data]``: where interactions and the catalogue come from, and how strictly to check them."""
+class DataConfig(DataMapping):
+    """``[data]``: where interactions and the catalogue come from, how to read the shop's
+    columns, event names, dates and cancellations (the keys of
+    :class:`~recsys.data.mapping.DataMapping`), and how strictly to check them."""
 
     path: str | None = Field(None, description="file or folder of interactions")
     format: DataFormat = "auto"

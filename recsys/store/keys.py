@@ -33,8 +33,9 @@ key                            type    content
                                        (XINFO's ``entries-added`` exists only from Redis 7)
 =============================  ======  =====================================================
 
-Each entry of the events stream has the string fields ``type`` (impression, click,
-add_to_cart, purchase, rating), ``user_id``, ``session_id``, ``item_id``, ``value``,
+Each entry of the events stream has the string fields ``type`` (one of
+``recsys.data.schema.EVENT_TYPES``: view, click, add_to_cart, remove_from_cart, purchase,
+rating, impression), ``user_id``, ``session_id``, ``item_id``, ``value``,
 ``timestamp`` (unix seconds), ``recommendation_id`` and ``event_id`` (the client's id of
 the event, for idempotent retries); a missing value is ``""``.
 
