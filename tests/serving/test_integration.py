@@ -63,7 +63,7 @@ def fetch(request: pytest.FixtureRequest) -> Fetch:
     def via_http(path: str) -> tuple[int, Any]:
         status, headers, body = get(base + path)
         assert headers["Content-Type"].startswith("application/json"), headers
-        return status, ororjson.loads(body)
+        return status, orjson.loads(body)
 
     return via_http
 
@@ -199,7 +199,7 @@ def test_http_wrong_method_and_metrics_of_all_workers(server: Server) -> None:
 
 def test_openapi_over_http(server: Server) -> None:
     status, _, body = get(server.url + "/openapi.json")
-    assert status == 200 and "/v1/popular" in ororjson.loads(body)["paths"]
+    assert status == 200 and "/v1/popular" in orjson.loads(body)["paths"]
 
 
 def test_concurrent_requests_each_get_their_own_answer(server: Server, store: Any, pipeline_version: PipelineVersion) -> None:
@@ -214,7 +214,7 @@ def test_concurrent_requests_each_get_their_own_answer(server: Server, store: An
     def answer(user: str) -> tuple[str, str, list[str]]:
         status, _, body = get(f"{server.url}/v1/users/{user}/recommendations?n=3&model=als")
         assert status == 200
-        document = ororjson.loads(body)
+        document = orjson.loads(body)
         return user, document["user_id"], [e["item_id"] for e in document["items"]]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=24) as pool:
