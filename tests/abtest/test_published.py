@@ -159,3 +159,19 @@ def test_placements_route_their_own_experiment(client: FlaskClient, redis_client
     assert "experiment" not in client.get("/v1/users/u1/recommendations?placement=basket").json
     bad = client.get("/v1/users/u1/recommendations?placement=no%20spaces")
     assert bad.status_code == 400 and bad.json["error"]["field"] == "placement"
+
+
+def test_publish_and_rollback_say_which_experiment_broke(redis_url: str, key_prefix: str, redis_client: redis.Redis,
+                                                         layout: KeyLayout) -> None:
+    from recsys.cli.main import cli as main_cli
+
+    publish_fake(redis_client, layout, version="v1")
+    assert ab(redis_url, key_prefix, "create", "exp", "--variant", "a=als", "--variant", "b=itemknn").exit_code == 0
+    without = fake_lists()
+    del without.user_lists["itemknn"]
+    publish_fake(redis_client, layout, version="v2", fake=without)
+    redis_client.zadd(layout.versions, {"v1": 1.0, "v2": 2.0})
+    result = CliRunner().invoke(main_cli, ["rollback", "--to", "v2", "--redis", redis_url, "--prefix", key_prefix])
+    assert result.exit_code == 0, result.output
+    assert "WARNING: A/B experiment exp is broken" in result.output
+    assert ExperimentStore(redis_client, layout).get("exp").broken is not None
