@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from recsys.abtest.assignment import assign
-from recsys.abtest.experiments import ExperimentStore
+from recsys.abtest.experiments import Experiment, ExperimentStore
 from recsys.cli.main import cli
 from recsys.store.keys import KeyLayout
 from serving import create_app
@@ -72,9 +72,12 @@ def test_nothing_published_is_an_error(redis_url: str, key_prefix: str, redis_cl
 def test_a_variant_model_that_disappears_breaks_the_experiment(
     client: FlaskClient, redis_url: str, key_prefix: str, redis_client: redis.Redis, layout: KeyLayout
 ) -> None:
-    assert client.post("/v1/admin/experiments", json=definition(), headers=AUTH).status_code == 201
+    # A salt that puts u1 or u2 (users with itemknn lists) into the treatment.
+    salt = next(f"s{k}" for k in range(100) if "treatment" in
+                {assign(Experiment.model_validate({**definition(), "salt": f"s{k}"}), u) for u in ("u1", "u2")})
+    assert client.post("/v1/admin/experiments", json=definition(salt=salt), headers=AUTH).status_code == 201
     experiment = ExperimentStore(redis_client, layout).get("home")
-    treated = next(u for u in USERS if assign(experiment, u) == "treatment")
+    treated = next(u for u in ("u1", "u2") if assign(experiment, u) == "treatment")
     before = client.get(f"/v1/users/{treated}/recommendations").json
     assert before["variant"] == "treatment" and before["model"] == "itemknn"
 
