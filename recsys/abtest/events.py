@@ -3,7 +3,7 @@
 An event says that a user (or an anonymous session) saw, clicked, put in the cart, bought
 or rated an item. The API validates a whole batch first and then writes it in one Lua
 script, so a batch is stored entirely or not at all. Each event is one entry of the stream
-``{p}events`` (fields :data:`~recsys.store.keys.EVENT_FIELDS`, all strings, ``""`` when
+``{p}events`` (fields :data:`STREAM_FIELDS`, all strings, ``""`` when
 missing), trimmed approximately to :data:`~recsys.store.keys.EVENTS_MAXLEN` entries.
 
 **Idempotency**: an event may carry an ``event_id`` (the client's id for it). The script
@@ -39,6 +39,7 @@ from recsys.data.ids import MAX_ID_LENGTH, IdError, check_id
 from recsys.errors import RecsysError
 from recsys.store.keys import (
     EVENT_FIELDS,
+    EVENT_ID_FIELD,
     EVENT_ID_TTL_SECONDS,
     EVENTS_MAXLEN,
     RECENT_MAX_ITEMS,
@@ -65,7 +66,9 @@ RATING_RANGE = (0.0, 10.0)
 #: How long after a window's end events stamped inside it are still looked for in the stream.
 LATE_EVENTS_SECONDS = 3600.0
 
-_ALLOWED_KEYS = frozenset(EVENT_FIELDS)
+#: The fields of every stream entry the API writes: EVENT_FIELDS, then the event_id.
+STREAM_FIELDS: tuple[str, ...] = (*EVENT_FIELDS, EVENT_ID_FIELD)
+_ALLOWED_KEYS = frozenset(STREAM_FIELDS)
 _ID_FIELDS = ("user_id", "session_id", "item_id")
 
 
@@ -113,7 +116,7 @@ class Event:
     event_id: str = ""
 
     def stream_fields(self) -> dict[str, str]:
-        """The stream entry: every field of EVENT_FIELDS as a string, ``""`` when missing."""
+        """The stream entry: every field of STREAM_FIELDS as a string, ``""`` when missing."""
         return {
             "type": self.type,
             "user_id": self.user_id,
@@ -122,7 +125,7 @@ class Event:
             "value": "" if self.value is None else repr(float(self.value)),
             "timestamp": format_seconds(self.timestamp),
             "recommendation_id": self.recommendation_id,
-            "event_id": self.event_id,
+            EVENT_ID_FIELD: self.event_id,
         }
 
 
@@ -202,7 +205,7 @@ def validate_event(
     problems: list[Problem] = []
     unknown = sorted(str(k) for k in raw if k not in _ALLOWED_KEYS)
     for key in unknown[:5]:
-        problems.append(Problem(index, key[:40], f"unknown field (allowed: {', '.join(EVENT_FIELDS)})"))
+        problems.append(Problem(index, key[:40], f"unknown field (allowed: {', '.join(STREAM_FIELDS)})"))
 
     event_type = raw.get("type")
     if event_type is None:
@@ -400,13 +403,13 @@ def write_events(client: redis.Redis, layout: KeyLayout, events: Sequence[Event]
         layout.recent(""),
         RECENT_MAX_ITEMS,
         RECENT_TTL_SECONDS,
-        len(EVENT_FIELDS),
-        *EVENT_FIELDS,
+        len(STREAM_FIELDS),
+        *STREAM_FIELDS,
     ]
     for event in events:
         fields = event.stream_fields()
         args.append("1" if event.type in RECENT_TYPES and event.user_id else "")
-        args.extend(fields[name] for name in EVENT_FIELDS)
+        args.extend(fields[name] for name in STREAM_FIELDS)
     script = client.register_script(_WRITE_SCRIPT)  # EVALSHA, the source sent only once
     stored, duplicates = script(keys=[layout.events, layout.events_added], args=args)
     return WriteResult(int(stored), int(duplicates))

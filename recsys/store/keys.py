@@ -73,7 +73,7 @@ RECENT_TTL_SECONDS = 7 * 24 * 3600
 #: How long an ``event_id`` is remembered: a retry within this time is recognised.
 EVENT_ID_TTL_SECONDS = 7 * 24 * 3600
 
-EVENT_FIELDS = ("type", "user_id", "session_id", "item_id", "value", "timestamp", "recommendation_id", "event_id")
+EVENT_FIELDS = ("type", "user_id", "session_id", "item_id", "value", "timestamp", "recommendation_id")
 
 OVERALL = ""  # field of the popular hash holding the overall list
 

@@ -58,7 +58,7 @@ def test_events_one_array_or_wrapped(client: FlaskClient, redis_client: redis.Re
         assert response.json == {"accepted": count, "stored": count, "duplicates": 0}
     assert redis_client.xlen(layout.events) == 6
     _, fields = redis_client.xrange(layout.events, count=1)[0]
-    assert tuple(k.decode() for k in fields) == EVENT_FIELDS
+    assert tuple(k.decode() for k in fields) == (*EVENT_FIELDS, "event_id")
 
 
 def test_bad_batch_is_rejected_whole_with_indexes(client: FlaskClient, redis_client: redis.Redis, layout: KeyLayout) -> None:

@@ -42,7 +42,7 @@ def test_defaults_and_normalisation() -> None:
     assert (event.user_id, event.item_id, event.session_id) == ("42", "7", "")
     assert event.value == 19.0 and event.timestamp == NOW
     fields = event.stream_fields()
-    assert tuple(fields) == EVENT_FIELDS
+    assert tuple(fields) == (*EVENT_FIELDS, "event_id")
     assert fields["value"] == "19.0" and fields["recommendation_id"] == ""
 
 
@@ -161,7 +161,7 @@ def test_write_appends_stream_entries_with_the_fixed_fields(redis_client: redis.
     entries = redis_client.xrange(layout.events)
     assert len(entries) == 2
     first, second = (dict((k.decode(), v.decode()) for k, v in e[1].items()) for e in entries)
-    assert tuple(first) == EVENT_FIELDS
+    assert tuple(first) == (*EVENT_FIELDS, "event_id")
     assert first == {"type": "impression", "user_id": "u1", "session_id": "", "item_id": "a", "value": "",
                      "timestamp": "1750000000.25", "recommendation_id": "r1", "event_id": ""}
     assert second["value"] == "12.5" and second["user_id"] == "" and second["timestamp"] == "1749999940.25"
