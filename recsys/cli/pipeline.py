@@ -63,18 +63,20 @@ def _show_progress() -> bool | None:
 
 
 def _print_run(run_dir: Path, as_json: bool) -> None:
-    from recsys.pipeline.artifacts import RunFolder
+    from recsys.runs.folder import RunFolder
 
     metadata = RunFolder(run_dir).metadata
     if as_json:
-        _echo_json({"run_dir": str(run_dir), **{k: metadata[k] for k in ("run", "fingerprint", "counts", "timings", "lists", "skipped", "default_model", "evaluation", "validation")}})
+        _echo_json({"run_dir": str(run_dir), **{k: metadata.get(k) for k in ("run", "fingerprint", "counts", "timings", "peak_rss_mb", "active_users", "lists", "skipped", "default_model", "evaluation", "validation")}})
         return
     click.echo(f"run {metadata['run']}: {run_dir}")
     counts = metadata["counts"]
     click.echo(f"{counts['users']} users, {counts['items']} items, {counts['interactions']} interactions; fingerprint {metadata['fingerprint']}")
     _print_validation(metadata.get("validation") or {})
-    rows = [[e["kind"], e.get("model") or "", e["rows"], e["non_empty"], e["n"]] for e in metadata["lists"]]
-    click.echo(_table(["list", "model", "rows", "non-empty", "n"], rows))
+    rows = [[e["kind"], e.get("model") or "", e["rows"], e["n"]] for e in metadata["lists"]]
+    click.echo(_table(["list", "model", "rows", "n"], rows))
+    if counts.get("inactive_users"):
+        click.echo(f"user lists for {counts['list_users']} active users; {counts['inactive_users']} inactive users get the fallback")
     for name, reason in metadata.get("skipped", {}).items():
         click.echo(f"skipped {name}: {reason}")
 
@@ -176,7 +178,7 @@ def run_scheduled(
         if as_json:
             click.echo(json.dumps(result.to_json(), sort_keys=True, default=str))
         else:
-            from recsys.pipeline.artifacts import RunFolder
+            from recsys.runs.folder import RunFolder
 
             click.echo(f"run {result.run_dir.name} -> live version {result.publish.version}")
             _print_validation(RunFolder(result.run_dir).metadata.get("validation") or {})
