@@ -131,8 +131,8 @@ def publish(run: Path, config_path: Path | None, redis_url: str | None, prefix: 
     config = load_config(config_path) if config_path is not None else None
     result = publish_run(run, config=config, redis_url=redis_url, prefix=prefix, show_progress=_show_progress())
     _print_publish(result, as_json)
-    from recsys.pipeline.artifacts import RunFolder
     from recsys.pipeline.run import run_config
+    from recsys.runs.folder import RunFolder
 
     _warn_broken_experiments(*_connect_for(config or run_config(RunFolder(run)), redis_url, prefix))
 
