@@ -14,14 +14,20 @@ so that memory figures are not polluted by the previous model):
   ``rec_mb`` / ``sim_mb`` the peak of each phase above that baseline, ``model_mb`` what the
   fitted model still holds after fit, ``peak_mb`` the process's absolute peak over the phases.
 
-Data sets: ``ml100k`` (MovieLens 100K through the loader) and ``synthetic1m`` (1,000,000
-events of a generated shop, 50k users x 20k items, fixed seed). A model that cannot run on a
+Data sets: ``ml100k`` (MovieLens 100K through the loader), ``synthetic1m`` (1,000,000
+events of a generated shop, 50k users x 20k items, fixed seed) and ``synthetic10m``
+(10,000,000 events, 300k users x 20k items: the shape of bench_pipeline's ``10m`` scenario;
+not in the default list, run it one model at a time). A model that cannot run on a
 data set (svd without ratings, rules without baskets) is reported as refused with the model's
 own message. Timings go to stderr as they come, the table to stdout.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_models.py
     python benchmarks/bench_models.py --models als,ease --datasets synthetic1m --json out.json
     python benchmarks/bench_models.py --repeat 2      # lower of two runs per figure
+    python benchmarks/bench_models.py --datasets synthetic10m --models als --n 20 --skip-similar
+
+``--threads`` sets the models' thread count (default: all cores); the top-N of user blocks is
+computed on that many threads.
 """
 
 from __future__ import annotations
@@ -50,7 +56,9 @@ import psutil  # noqa: E402
 
 DEFAULT_ML100K = Path("/work/shared/datasets/ml-100k")
 DATASETS = ("ml100k", "synthetic1m")
+ALL_DATASETS = (*DATASETS, "synthetic10m")
 SYNTHETIC = {"users": 50_000, "items": 20_000, "interactions": 1_000_000, "seed": 7}
+SYNTHETIC_SIZES = {"synthetic1m": SYNTHETIC, "synthetic10m": {"users": 300_000, "items": 20_000, "interactions": 10_000_000, "seed": 7}}
 TIME_FIELDS = ("data_s", "fit_s", "fit_cpu_s", "rec_all_s", "sim_all_s", "save_s")
 MEMORY_FIELDS = ("rss_data_mb", "fit_mb", "model_mb", "rec_mb", "sim_mb", "peak_mb")
 COLUMNS = (
@@ -154,12 +162,11 @@ def build_dataset(name: str, ml100k: Path) -> Any:
 
         data = load(ml100k, format="movielens-100k")
         return Dataset.from_interactions(data.interactions, data.catalog)
-    if name == "synthetic1m":
+    if name in SYNTHETIC_SIZES:
         from recsys.data.generate import generate_shop
 
-        interactions, catalog = generate_shop(
-            SYNTHETIC["users"], SYNTHETIC["items"], SYNTHETIC["interactions"], seed=SYNTHETIC["seed"]
-        )
+        sizes = SYNTHETIC_SIZES[name]
+        interactions, catalog = generate_shop(sizes["users"], sizes["items"], sizes["interactions"], seed=sizes["seed"])
         return Dataset.from_interactions(interactions, catalog)
     raise click.BadParameter(f"unknown data set {name!r} (available: {', '.join(DATASETS)})")
 
@@ -192,7 +199,9 @@ def _consume(
         raise AssertionError(f"{what}: covered {seen} of {rows} rows")
 
 
-def run_one(model_name: str, dataset_name: str, n: int, ml100k: Path) -> dict[str, Any]:
+def run_one(
+    model_name: str, dataset_name: str, n: int, ml100k: Path, *, similar: bool = True, threads: int = 0
+) -> dict[str, Any]:
     """Measure one model on one data set in this process (call it in a fresh process)."""
     from recsys.errors import RecsysError
     from recsys.models.registry import get_model_class
@@ -203,6 +212,8 @@ def run_one(model_name: str, dataset_name: str, n: int, ml100k: Path) -> dict[st
     result["data_s"] = time.perf_counter() - start
     result["data"] = describe_dataset(dataset)
     model = get_model_class(model_name)()  # imports the model's libraries before the baseline
+    model.threads = threads
+    result["model_threads"] = threads
     result["config"] = model.config.model_dump(mode="json")
     gc.collect()
     baseline = rss()
@@ -219,8 +230,9 @@ def run_one(model_name: str, dataset_name: str, n: int, ml100k: Path) -> dict[st
     result["model_mb"] = (rss() - baseline) / MB
     with phase(result, "rec_all_s", "rec_mb", baseline):
         _consume(model.iter_recommend_all(n), model.n_users, n, model.n_items, "iter_recommend_all")
-    with phase(result, "sim_all_s", "sim_mb", baseline):
-        _consume(model.iter_similar_all(n), model.n_items, n, model.n_items, "iter_similar_all")
+    if similar:
+        with phase(result, "sim_all_s", "sim_mb", baseline):
+            _consume(model.iter_similar_all(n), model.n_items, n, model.n_items, "iter_similar_all")
     with tempfile.TemporaryDirectory(prefix="bench-models-") as folder:
         start = time.perf_counter()
         model.save(Path(folder) / "model")
@@ -274,10 +286,14 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_isolated(model_name: str, dataset_name: str, n: int, ml100k: Path, timeout: float) -> dict[str, Any]:
+def run_isolated(
+    model_name: str, dataset_name: str, n: int, ml100k: Path, timeout: float, *, similar: bool = True, threads: int = 0
+) -> dict[str, Any]:
     """``run_one`` in a fresh interpreter; the result is the last line it prints (JSON)."""
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", f"{model_name}:{dataset_name}"]
-    command += ["--n", str(n), "--ml100k", str(ml100k)]
+    command += ["--n", str(n), "--ml100k", str(ml100k), "--threads", str(threads)]
+    if not similar:
+        command.append("--skip-similar")
     base = {"model": model_name, "dataset": dataset_name, "n": n}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
@@ -353,7 +369,8 @@ def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
 def progress_line(result: dict[str, Any]) -> str:
     if result["status"] != "ok":
         return f"{result['status']} {result.get('reason', '')}"
-    return f"ok fit {result['fit_s']:.2f}s users {result['rec_all_s']:.2f}s items {result['sim_all_s']:.2f}s"
+    items = f"{result['sim_all_s']:.2f}s" if "sim_all_s" in result else "skipped"
+    return f"ok fit {result['fit_s']:.2f}s users {result['rec_all_s']:.2f}s items {items} (load {result['load1']:.1f})"
 
 
 def _split(value: str | None, allowed: list[str] | tuple[str, ...], what: str) -> list[str]:
@@ -377,6 +394,8 @@ def _split(value: str | None, allowed: list[str] | tuple[str, ...], what: str) -
 @click.option("--ml100k", type=click.Path(path_type=Path), default=DEFAULT_ML100K, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write all results to this file")
 @click.option("--markdown", is_flag=True, help="print Markdown tables")
+@click.option("--skip-similar", is_flag=True, help="leave out the similar-items phase (sim_all_s)")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="model threads; 0 = all cores")
 @click.option("--worker", hidden=True, help="MODEL:DATASET: measure one pair in this process, print JSON")
 def main(
     models: str | None,
@@ -387,13 +406,15 @@ def main(
     ml100k: Path,
     json_out: Path | None,
     markdown: bool,
+    skip_similar: bool,
+    threads: int,
     worker: str | None,
 ) -> None:
     """Fit time, top-N for all users and items, memory and artifact size of every model."""
     if worker:
         model_name, dataset_name = worker.split(":")
         try:
-            result = run_one(model_name, dataset_name, n, ml100k)
+            result = run_one(model_name, dataset_name, n, ml100k, similar=not skip_similar, threads=threads)
         except Exception as error:  # reported by the parent as this model's error
             traceback.print_exc()
             reason = f"{type(error).__name__}: {error}"
@@ -404,14 +425,14 @@ def main(
     from recsys.models.registry import model_names
 
     model_list = _split(models, model_names(), "model")
-    dataset_list = _split(datasets, DATASETS, "data set")
+    dataset_list = _split(datasets, ALL_DATASETS, "data set") if datasets else list(DATASETS)
     info = machine()
     click.echo(
         f"# {info['cpu']}, {info['cores']} cores, {info['ram_gb']} GB; Python {info['python']}, numpy {info['numpy']}, "
         f"scipy {info['scipy']}, implicit {info['implicit']}, surprise {info['surprise']}",
     )
     click.echo(f"# threads: {info['threads']['env']} {'; '.join(info['threads']['pools'])}; load average {info['loadavg']}")
-    report: dict[str, Any] = {"machine": info, "n": n, "repeat": repeat, "synthetic": SYNTHETIC, "datasets": {}}
+    report: dict[str, Any] = {"machine": info, "n": n, "repeat": repeat, "synthetic": SYNTHETIC_SIZES, "datasets": {}}
     for dataset_name in dataset_list:
         if dataset_name == "ml100k" and not (ml100k / "u.data").is_file():
             click.echo(f"\n{dataset_name}: skipped, {ml100k / 'u.data'} not found")
@@ -420,7 +441,9 @@ def main(
         for model_name in model_list:
             runs = []
             for attempt in range(repeat):
-                result = run_isolated(model_name, dataset_name, n, ml100k, timeout)
+                result = run_isolated(
+                    model_name, dataset_name, n, ml100k, timeout, similar=not skip_similar, threads=threads
+                )
                 runs.append(result)
                 click.echo(f"{dataset_name} {model_name} [{attempt + 1}/{repeat}]: {progress_line(result)}", err=True)
                 if result["status"] != "ok":

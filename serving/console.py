@@ -166,6 +166,12 @@ def _experiments() -> list[Any]:
         return []
 
 
+def summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """The run summary the publisher stores in the version's metadata (empty when absent)."""
+    value = meta.get("run_summary")
+    return value if isinstance(value, dict) else {}
+
+
 def warnings_for(meta: dict[str, Any], published_at: float | None, experiments: list[Any], now: float) -> list[str]:
     """What an operator should look at: stale training, broken experiments, dropped rows."""
     out = []
@@ -174,12 +180,13 @@ def warnings_for(meta: dict[str, Any], published_at: float | None, experiments: 
     for experiment in experiments:
         if getattr(experiment, "status", "") == "broken" or getattr(experiment, "broken", False):
             out.append(f"experiment {experiment.name} is broken: a variant's model is not in the live version")
-    validation = meta.get("validation") or {}
+    validation = summary(meta).get("validation") or {}
     rows = validation.get("rows") or 0
     dropped = sum((validation.get("dropped") or {}).values())
     if rows and dropped / rows > DROPPED_WARN_SHARE:
         out.append(f"the training run dropped {dropped:,} of {rows:,} input rows ({100 * dropped / rows:.1f}%)")
-    for name, reason in (meta.get("skipped") or {}).items():
+    out.extend(str(w) for w in validation.get("warnings") or [])
+    for name, reason in (summary(meta).get("skipped") or {}).items():
         out.append(f"model {name} was not trained: {reason}")
     return out
 
@@ -188,14 +195,16 @@ def offline_metrics(meta: dict[str, Any]) -> tuple[list[str], list[dict[str, Any
     """(metric names, one row per model) from the run's selection or holdout evaluation."""
     rows: list[dict[str, Any]] = []
     selection = meta.get("selection") or {}
-    table = selection.get("table") or selection.get("candidates") or []
+    table = selection.get("candidates") or []
     if isinstance(table, list) and table:
+        metric = str(selection.get("metric") or "value")
         for entry in table:
             if isinstance(entry, dict) and "model" in entry:
-                values = {k: v for k, v in entry.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                values = {metric: entry.get("value"), "fit seconds": entry.get("fit_seconds")}
+                values = {k: v for k, v in values.items() if isinstance(v, (int, float))}
                 rows.append({"model": entry["model"], "chosen": bool(entry.get("chosen")), "values": values})
     else:
-        evaluation = (meta.get("evaluation") or {}).get("models") or {}
+        evaluation = (summary(meta).get("evaluation") or meta.get("evaluation") or {}).get("models") or {}
         for model, values in evaluation.items():
             if isinstance(values, dict):
                 numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -269,8 +278,9 @@ def overview() -> Response:
         metric_rows=rows,
         chart=bar_chart(rows, chart_metric) if chart_metric else Markup(""),
         chart_metric=chart_metric,
-        timings=sorted((meta.get("timings") or {}).items(), key=lambda kv: -float(kv[1] or 0)),
-        validation=meta.get("validation") or {},
+        timings=sorted((summary(meta).get("timings") or {}).items(), key=lambda kv: -float(kv[1] or 0)),
+        validation=summary(meta).get("validation") or {},
+        run=summary(meta),
         message=request.args.get("message", ""),
     )
 

@@ -163,6 +163,8 @@ def evaluate(
         f"{dataset['items']} items\n{_split_line(document['split'])}\n"
     )
     _emit(document, json_out, header + format_table(document["models"]))
+    for warning in document.get("warnings", {}).values():
+        click.echo(f"warning: {warning}", err=True)
     if plot_out:
         plot_comparison(document, plot_out, title=f"{dataset.get('name', '')}: {method} split, k={k}")
     failed = result.errors()

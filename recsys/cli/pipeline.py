@@ -67,7 +67,7 @@ def _print_run(run_dir: Path, as_json: bool) -> None:
 
     metadata = RunFolder(run_dir).metadata
     if as_json:
-        _echo_json({"run_dir": str(run_dir), **{k: metadata.get(k) for k in ("run", "fingerprint", "counts", "timings", "peak_rss_mb", "active_users", "lists", "skipped", "default_model", "evaluation", "validation")}})
+        _echo_json({"run_dir": str(run_dir), **{k: metadata.get(k) for k in ("run", "fingerprint", "counts", "timings", "peak_rss_mb", "active_users", "lists", "skipped", "default_model", "evaluation", "validation")}, "selection": metadata.get("selection")})
         return
     click.echo(f"run {metadata['run']}: {run_dir}")
     counts = metadata["counts"]
@@ -79,6 +79,34 @@ def _print_run(run_dir: Path, as_json: bool) -> None:
         click.echo(f"user lists for {counts['list_users']} active users; {counts['inactive_users']} inactive users get the fallback")
     for name, reason in metadata.get("skipped", {}).items():
         click.echo(f"skipped {name}: {reason}")
+    _print_selection(metadata.get("selection"), metadata.get("default_model"))
+
+
+def _print_selection(selection: dict[str, Any] | None, default_model: str | None) -> None:
+    """The selection table: each candidate's holdout score and why it was or was not served."""
+    if not selection:
+        return
+    holdout = selection.get("holdout") or {}
+    if selection.get("candidates"):
+        where = f"{holdout.get('method', '?')} holdout"
+        if holdout.get("cut") is not None:
+            where += f" from {_when(holdout['cut'])} UTC"
+        if holdout.get("test_rows") is not None:
+            where += f", {holdout['test_rows']} rows, {holdout.get('evaluated_users', 0)} users scored"
+        click.echo(f"model selection on the {where}:")
+        rows = [
+            [
+                c["model"],
+                "" if c.get("value") is None else f"{c['value']:.4f}",
+                ", ".join(f"{k}={v}" for k, v in c.get("params", {}).items()) + (" (tuned)" if c.get("tuned") else ""),
+                "" if c.get("fit_seconds") is None else f"{c['fit_seconds']:.2f}",
+                "*" if c.get("chosen") else "",
+                c.get("why", ""),
+            ]
+            for c in selection["candidates"]
+        ]
+        click.echo(_table(["model", selection.get("metric", "metric"), "parameters", "fit (s)", "chosen", "why"], rows))
+    click.echo(f"default model: {default_model} ({selection.get('reason', '')})")
 
 
 def _print_validation(report: dict[str, Any]) -> None:
@@ -180,8 +208,10 @@ def run_scheduled(
         else:
             from recsys.runs.folder import RunFolder
 
+            metadata = RunFolder(result.run_dir).metadata
+            _print_selection(metadata.get("selection"), metadata.get("default_model"))
             click.echo(f"run {result.run_dir.name} -> live version {result.publish.version}")
-            _print_validation(RunFolder(result.run_dir).metadata.get("validation") or {})
+            _print_validation(metadata.get("validation") or {})
             _print_publish(result.publish, False)
         _warn_broken_experiments(*_connect_for(config, redis_url, prefix))
 

@@ -246,9 +246,27 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"dataset": self.dataset, "split": self.split, "k": self.k, "models": self.models}
+        warnings = self.zero_scores()
+        if warnings:
+            out["warnings"] = warnings
         if len(self.per_fold) > 1:
             out["per_fold"] = self.per_fold
         return json_safe(out)
+
+    def zero_scores(self) -> dict[str, str]:
+        """Model name -> warning, for the models whose lists never hit a held-out item
+        (every ranking metric 0 while users were scored): broken rather than merely weak."""
+        scored = sum(part.get("evaluated_users", 0) for part in self.split.get("per_fold", [self.split]))
+        if not scored:
+            return {}
+        out = {}
+        for name, values in self.models.items():
+            ranking = [values.get(f"{metric}@{self.k}") for metric in metrics.RANKING_METRICS]
+            if "error" not in values and all(value == 0 for value in ranking):
+                coverage = values.get(f"coverage@{self.k}")
+                what = "recommends no item at all" if coverage == 0 else "never recommends a held-out item"
+                out[name] = f"{name} scores 0 on every ranking metric at {self.k}: it {what} (check its parameters and the data it needs)"
+        return out
 
     def errors(self) -> dict[str, str]:
         """Model name -> error message, for the models that failed."""

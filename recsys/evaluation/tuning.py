@@ -33,6 +33,30 @@ from recsys.evaluation.splits import SplitSpec, split_data
 from recsys.models.registry import create_model
 
 
+# Small grids per model: a few values around each default of the parameters that matter
+# most, for a quick search on a shop's own data (``[selection] budget_seconds``) and for
+# checking that the defaults hold across data sets (benchmarks/bench_defaults.py). Each is
+# a list of partial configurations tried on top of the configured parameters.
+SMALL_GRIDS: dict[str, list[dict[str, Any]]] = {
+    "popular": [{"trending_weight": 0.0}, {"mode": "weight"}, {"mode": "trending"}],
+    "itemknn": [{"similarity": "cosine"}, {"k": 25}, {"k": 300}, {"k1": 1.2, "b": 0.75}],
+    "userknn": [{"k": 25}, {"k": 300}, {"shrinkage": 10.0}],
+    "als": [
+        {"weighting": "bm25"},
+        {"weighting": "none", "regularization": 1.0},
+        {"regularization": 5.0},
+        {"regularization": 200.0},
+        {"factors": 32},
+    ],
+    "bpr": [{"learning_rate": 0.05}, {"regularization": 0.01}, {"factors": 128}],
+    "ease": [{"l2": 50.0}, {"l2": 150.0}, {"l2": 1000.0}],
+    "svd": [{"n_factors": 20}, {"reg_all": 0.1}],
+    "rules": [{"rank_by": "lift"}, {"combine": "max"}],
+    "content": [],
+    "blend": [{"method": "rrf"}],
+}
+
+
 def parse_value(text: str) -> Any:
     """A parameter value from the command line: JSON (``64``, ``0.1``, ``true``, ``[1, 5]``,
     ``null``) when it parses, else the text itself (``users``)."""

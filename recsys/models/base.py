@@ -15,15 +15,31 @@ A subclass implements:
 * ``_get_state()`` / ``_set_state(meta, arrays)``: the learned state as JSON-able metadata
   and numpy arrays, so that artifacts are ``.npz`` + JSON and load without pickle.
 
+and may override the batched top-N of one block, when it has a cheaper exact path than
+scoring every item (a global ranking, a sparse product, a library's own top-k):
+
+* ``_recommend_block(users, n, exclude_seen, allowed)`` -> (ids int32, scores float32),
+  each of shape (len(users), n); ``allowed`` is a boolean mask of shape (n_items,) or None;
+* ``_similar_block(items, n, allowed)``, the same for similar items (never the item itself).
+
+Their defaults, ``_recommend_dense`` / ``_similar_dense``, score the dense block and select
+from it: the reference every fast path must equal (same items in the same order, ties
+aside; tests/models/test_fast_paths.py checks it for every model). Sparse fast paths select
+with :func:`top_n_entries`, which orders ties exactly as :func:`top_n` does.
+
 The base class does batching, excluding seen items, item filters, top-N selection and
-argument checks, identically for every model.
+argument checks, identically for every model. User (item) blocks are computed on
+``threads`` threads at once (0 = all cores): the work inside a block is numpy, scipy or
+implicit code that releases the GIL.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -40,6 +56,8 @@ ARRAYS_FILE = "arrays.npz"
 
 # Dense score blocks are cut to about this many float32 cells (256 MB) per batch.
 MAX_BLOCK_CELLS = 64_000_000
+# top_n selects from this many cells of a block at a time, to bound its index and sort copies.
+SELECT_CHUNK_CELLS = 2_000_000
 
 
 class ModelConfig(BaseModel):
@@ -79,32 +97,156 @@ def sparse_from_arrays(prefix: str, arrays: Mapping[str, np.ndarray]) -> sp.csr_
     )
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_threads(threads: int) -> int:
+    """A thread count from a setting: 0 = all cores."""
+    return threads if threads > 0 else available_cores()
+
+
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``n`` columns of each row of a dense score block, best first.
 
     Returns (indices int32, scores float32), both shape (rows, n). Rows with fewer than ``n``
     finite scores are padded with index -1 and score -inf. Ties keep the lower index first.
+    The selection runs over a few rows at a time (``SELECT_CHUNK_CELLS``), so its partition
+    indices and sort keys stay small beside the block.
     """
     rows, cols = scores.shape
+    ids = np.full((rows, n), -1, dtype=np.int32)
+    best = np.full((rows, n), -np.inf, dtype=np.float32)
     k = min(n, cols)
-    if k == 0:
-        return np.full((rows, n), -1, np.int32), np.full((rows, n), -np.inf, np.float32)
-    if k < cols:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(cols), (rows, cols)).copy()
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    # Sort by score descending, then index ascending, for deterministic ties.
-    order = np.lexsort((part, -part_scores), axis=1)
-    ids = np.take_along_axis(part, order, axis=1).astype(np.int32)
-    best = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
-    invalid = ~np.isfinite(best)
-    ids[invalid] = -1
-    best[invalid] = -np.inf
-    if k < n:
-        ids = np.pad(ids, ((0, 0), (0, n - k)), constant_values=-1)
-        best = np.pad(best, ((0, 0), (0, n - k)), constant_values=-np.inf)
+    if k == 0 or rows == 0:
+        return ids, best
+    step = max(1, SELECT_CHUNK_CELLS // cols)
+    for start in range(0, rows, step):
+        chunk = scores[start : start + step]
+        if k < cols:
+            part = np.argpartition(chunk, cols - k, axis=1)[:, cols - k :]
+        else:
+            part = np.broadcast_to(np.arange(cols), chunk.shape)
+        part_scores = np.take_along_axis(chunk, part, axis=1)
+        # Sort by score descending, then index ascending, for deterministic ties.
+        order = np.lexsort((part, -part_scores), axis=1)
+        chunk_ids = np.take_along_axis(part, order, axis=1)
+        chunk_best = np.take_along_axis(part_scores, order, axis=1)
+        valid = np.isfinite(chunk_best)
+        ids[start : start + len(chunk), :k] = np.where(valid, chunk_ids, -1)
+        best[start : start + len(chunk), :k] = np.where(valid, chunk_best, -np.inf)
     return ids, best
+
+
+def _descending_key(values: np.ndarray) -> np.ndarray:
+    """uint64 keys of float32 ``values`` whose ascending order is the values' descending order."""
+    # + 0 turns -0.0 into 0.0, which the dense path sees as equal.
+    bits = (np.asarray(values, dtype=np.float32) + np.float32(0)).view(np.uint32)
+    # IEEE floats order like sign-magnitude integers: flip negatives whole, set the sign bit of positives.
+    ascending = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
+    return (~ascending).astype(np.uint64)
+
+
+def top_n_entries(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``n`` of each row of a sparse score block given as entries (row, col, value).
+
+    ``rows`` / ``cols`` / ``values``: shape (nnz,), each (row, col) at most once, in any order;
+    cells without an entry have no score. Returns (indices int32, scores float32) of shape
+    (n_rows, n), exactly what :func:`top_n` gives for the dense block with ``-inf`` outside
+    the entries: best first, ties by lower column, padded with -1 / -inf.
+
+    One sort of packed uint64 keys (row, descending score, column) orders every row at once;
+    blocks whose row and column bits do not fit beside the 32 score bits go in row chunks.
+    """
+    ids = np.full((n_rows, n), -1, dtype=np.int32)
+    best = np.full((n_rows, n), -np.inf, dtype=np.float32)
+    values = np.asarray(values, dtype=np.float32)
+    finite = np.isfinite(values)
+    if not finite.all():
+        rows, cols, values = rows[finite], cols[finite], values[finite]
+    if len(values) == 0:
+        return ids, best
+    col_bits = max(1, int(n_cols - 1).bit_length())
+    row_bits = 32 - col_bits
+    if row_bits < 1:
+        raise ValueError(f"top_n_entries: {n_cols} columns do not fit a 64-bit sort key")
+    chunk_rows = 1 << row_bits
+    rows = np.asarray(rows, dtype=np.int64)
+    if n_rows > chunk_rows:
+        for start in range(0, n_rows, chunk_rows):
+            inside = (rows >= start) & (rows < start + chunk_rows)
+            stop = min(start + chunk_rows, n_rows)
+            ids[start:stop], best[start:stop] = top_n_entries(
+                rows[inside] - start, cols[inside], values[inside], stop - start, n_cols, n
+            )
+        return ids, best
+    keys = (rows.astype(np.uint64) << np.uint64(32 + col_bits)) | (_descending_key(values) << np.uint64(col_bits))
+    keys |= np.asarray(cols, dtype=np.uint64)
+    keys.sort()
+    counts = np.bincount(rows, minlength=n_rows)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    taken = np.minimum(counts, n)
+    out_rows = np.repeat(np.arange(n_rows), taken)
+    out_cols = np.arange(int(taken.sum())) - np.repeat(np.cumsum(taken) - taken, taken)
+    picked = keys[np.repeat(starts, taken) + out_cols]
+    ids[out_rows, out_cols] = (picked & np.uint64((1 << col_bits) - 1)).astype(np.int32)
+    score_bits = ~((picked >> np.uint64(col_bits)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    best[out_rows, out_cols] = np.where(
+        score_bits >> np.uint32(31), score_bits & np.uint32(0x7FFFFFFF), ~score_bits
+    ).view(np.float32)
+    return ids, best
+
+
+def top_n_sparse(
+    scores: sp.spmatrix,
+    n: int,
+    *,
+    exclude: sp.spmatrix | None = None,
+    allowed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_n_entries` of a sparse score block (rows, n_cols): its stored cells are the
+    candidates, minus the cells stored in ``exclude`` (same shape, e.g. the users' seen items)
+    and the columns where the boolean mask ``allowed`` (n_cols,) is False."""
+    block = sp.csr_matrix(scores)
+    n_rows, n_cols = block.shape
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(block.indptr))
+    cols = block.indices.astype(np.int64)
+    keep = np.ones(len(cols), dtype=bool)
+    if allowed is not None:
+        keep &= allowed[cols]
+    if exclude is not None and exclude.nnz:
+        excluded = sp.csr_matrix(exclude)
+        excluded_keys = np.sort(
+            np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(excluded.indptr)) * n_cols + excluded.indices
+        )
+        keys = rows * n_cols + cols
+        position = np.minimum(np.searchsorted(excluded_keys, keys), len(excluded_keys) - 1)
+        keep &= excluded_keys[position] != keys
+    return top_n_entries(rows[keep], cols[keep], block.data[keep], n_rows, n_cols, n)
+
+
+def diagonal(indices: np.ndarray, size: int) -> sp.csr_matrix:
+    """CSR of shape (len(indices), size) with a 1 at (k, indices[k]): the query items themselves."""
+    return sp.csr_matrix(
+        (np.ones(len(indices), dtype=np.float32), (np.arange(len(indices)), indices)), shape=(len(indices), size)
+    )
+
+
+def run_blocks(work: Callable[[int], None], starts: range, threads: int) -> None:
+    """Call ``work(start)`` for every block start, on up to ``threads`` threads (errors propagate)."""
+    if threads <= 1 or len(starts) <= 1:
+        for start in starts:
+            work(start)
+        return
+    with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
+        for _ in pool.map(work, starts):
+            pass
 
 
 class Recommender(ABC):
@@ -120,12 +262,19 @@ class Recommender(ABC):
     name: ClassVar[str] = "base"
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     requires: ClassVar[frozenset[str]] = frozenset()
+    # Named in the errors of a fit that learned non-finite values, and of a model that
+    # recommends nothing: which setting to change.
+    non_finite_hint: ClassVar[str] = "check the event weights ([weighting]) and the model's parameters"
+    empty_hint: ClassVar[str] = ""
 
     def __init__(self, config: ModelConfig | Mapping[str, Any] | None = None, **params: Any) -> None:
         self.config = self.parse_config(config, **params)
         self.user_items: sp.csr_matrix | None = None
         self.n_users = 0
         self.n_items = 0
+        #: threads that compute blocks of users (items) at once, and that libraries use; 0 = all cores.
+        #: Not part of the config: results do not depend on it.
+        self.threads = 0
 
     # ----------------------------------------------------------------- config
     @classmethod
@@ -164,7 +313,25 @@ class Recommender(ABC):
         self.user_items = sp.csr_matrix(dataset.user_items, dtype=np.float32)
         self.n_users, self.n_items = self.user_items.shape
         self._fit(dataset, show_progress=show_progress)
+        self._check_finite()
         return self
+
+    def _check_finite(self) -> None:
+        """ModelError when the learned state holds NaN or infinity (a diverged fit would
+        otherwise give empty or meaningless lists without a word)."""
+        _, arrays = self._get_state()
+        for key, array in arrays.items():
+            if not (isinstance(array, np.ndarray) and np.issubdtype(array.dtype, np.floating) and array.size):
+                continue
+            # One sum first: finite values summing to infinity are rare, NaN always shows.
+            if np.isfinite(array.sum(dtype=np.float64)):
+                continue
+            bad = int(np.count_nonzero(~np.isfinite(array)))
+            if bad:
+                raise ModelError(
+                    f"{self.name}: the fit produced {bad} non-finite values in {key.split('__')[0]} "
+                    f"(of {array.size}): {self.non_finite_hint}"
+                )
 
     @property
     def is_fitted(self) -> bool:
@@ -199,6 +366,8 @@ class Recommender(ABC):
             exclude_seen: leave out items the user has in the training matrix.
             item_filter: allowed item indices (shape (k,)) or a boolean mask of shape
                 (n_items,); None allows every item.
+            batch_size: users per block (default: a block of about ``MAX_BLOCK_CELLS`` scores);
+                blocks run on ``threads`` threads.
         Returns:
             (item_indices int32, scores float32), each of shape (n_queries, n), best first,
             padded with -1 / -inf where fewer than ``n`` items qualify.
@@ -209,15 +378,14 @@ class Recommender(ABC):
         ids = np.empty((len(users), n), dtype=np.int32)
         scores = np.empty((len(users), n), dtype=np.float32)
         step = batch_size or self._batch_size()
-        for start in range(0, len(users), step):
+
+        def work(start: int) -> None:
             batch = users[start : start + step]
-            block = np.asarray(self._score_users(batch), dtype=np.float32)
-            if exclude_seen:
-                seen = self.user_items[batch]
-                block[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
-            if allowed is not None:
-                block[:, ~allowed] = -np.inf
-            ids[start : start + len(batch)], scores[start : start + len(batch)] = top_n(block, n)
+            ids[start : start + len(batch)], scores[start : start + len(batch)] = self._recommend_block(
+                batch, n, exclude_seen, allowed
+            )
+
+        run_blocks(work, range(0, len(users), step), resolve_threads(self.threads))
         return ids, scores
 
     def similar_items(
@@ -238,14 +406,47 @@ class Recommender(ABC):
         ids = np.empty((len(items), n), dtype=np.int32)
         scores = np.empty((len(items), n), dtype=np.float32)
         step = batch_size or self._batch_size()
-        for start in range(0, len(items), step):
+
+        def work(start: int) -> None:
             batch = items[start : start + step]
-            block = np.asarray(self._score_items(batch), dtype=np.float32)
-            block[np.arange(len(batch)), batch] = -np.inf
-            if allowed is not None:
-                block[:, ~allowed] = -np.inf
-            ids[start : start + len(batch)], scores[start : start + len(batch)] = top_n(block, n)
+            ids[start : start + len(batch)], scores[start : start + len(batch)] = self._similar_block(batch, n, allowed)
+
+        run_blocks(work, range(0, len(items), step), resolve_threads(self.threads))
         return ids, scores
+
+    def _recommend_block(
+        self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` of one block of users, shape (len(users), n) each; override with a cheaper exact path."""
+        return self._recommend_dense(users, n, exclude_seen, allowed)
+
+    def _similar_block(self, items: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` similar items of one block of items; override with a cheaper exact path."""
+        return self._similar_dense(items, n, allowed)
+
+    def _recommend_dense(
+        self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The reference path: the dense (len(users), n_items) block, masked, then :func:`top_n`."""
+        block = np.asarray(self._score_users(users), dtype=np.float32)
+        if exclude_seen:
+            seen = self.user_items[users]
+            block[np.repeat(np.arange(len(users)), np.diff(seen.indptr)), seen.indices] = -np.inf
+        if allowed is not None:
+            block[:, ~allowed] = -np.inf
+        return top_n(block, n)
+
+    def _similar_dense(self, items: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The reference path of similar items: the dense (len(items), n_items) block, then :func:`top_n`."""
+        block = np.asarray(self._score_items(items), dtype=np.float32)
+        block[np.arange(len(items)), items] = -np.inf
+        if allowed is not None:
+            block[:, ~allowed] = -np.inf
+        return top_n(block, n)
+
+    def _seen_block(self, users: np.ndarray, exclude_seen: bool) -> sp.csr_matrix | None:
+        """The users' rows of the training matrix when seen items are excluded, else None."""
+        return self.user_items[users] if exclude_seen else None
 
     def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
         """The seen item that contributes most to each (user, item) entry's score.
@@ -260,11 +461,12 @@ class Recommender(ABC):
     def iter_recommend_all(
         self, n: int, *, exclude_seen: bool = True, batch_size: int | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Top-``n`` for every user, batch by batch: yields (user_indices, item_indices, scores)."""
+        """Top-``n`` for every user, ``threads`` blocks at a time: yields (user_indices, item_indices, scores)."""
         self._require_fitted()
         step = batch_size or self._batch_size()
-        for start in range(0, self.n_users, step):
-            users = np.arange(start, min(start + step, self.n_users))
+        chunk = step * resolve_threads(self.threads)
+        for start in range(0, self.n_users, chunk):
+            users = np.arange(start, min(start + chunk, self.n_users))
             ids, scores = self.recommend(users, n, exclude_seen=exclude_seen, batch_size=step)
             yield users, ids, scores
 
@@ -274,8 +476,9 @@ class Recommender(ABC):
         """Top-``n`` similar items for every item: yields (item_indices, item_indices, scores)."""
         self._require_fitted()
         step = batch_size or self._batch_size()
-        for start in range(0, self.n_items, step):
-            items = np.arange(start, min(start + step, self.n_items))
+        chunk = step * resolve_threads(self.threads)
+        for start in range(0, self.n_items, chunk):
+            items = np.arange(start, min(start + chunk, self.n_items))
             ids, scores = self.similar_items(items, n, batch_size=step)
             yield items, ids, scores
 

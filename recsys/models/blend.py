@@ -91,6 +91,7 @@ class BlendRecommender(Recommender):
             missing = [need for need in model.requires if getattr(dataset, need) is None]
             if missing:
                 raise ModelError(f"blend: component {component.model!r} needs {', '.join(missing)}")
+            model.threads = self.threads
             self.components.append(model.fit(dataset, show_progress=show_progress))
 
     def _fuse(self, blocks: list[np.ndarray]) -> np.ndarray:

@@ -10,7 +10,9 @@ C = B^T B (sparse); for a rule i -> j:
 Rules with an antecedent pair {a, b} -> c (``max_itemset_size=3``) come from an apriori
 step over the same matrix: only frequent pairs are extended, their basket indicator
 columns B[:, a] * B[:, b] are multiplied with B to count every triple at once. Everything is
-sparse products and array operations; nothing loops over baskets.
+sparse products and array operations; nothing loops over baskets. A user's (basket's) list
+is taken from the sparse combined rule scores (:func:`~recsys.models.base.top_n_entries`),
+never from a dense users x items block.
 """
 
 from __future__ import annotations
@@ -25,13 +27,18 @@ from tqdm.auto import tqdm
 
 from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
-from recsys.models.base import ModelConfig, Recommender, sparse_from_arrays, sparse_to_arrays, top_n
+from recsys.models.base import (
+    ModelConfig,
+    Recommender,
+    diagonal,
+    sparse_from_arrays,
+    sparse_to_arrays,
+    top_n_sparse,
+)
 from recsys.models.explain import because_items, checked_pairs, sparse_pair_weights
 
 # Nonzeros of one chunk of pair-indicator columns when counting triples (bounds memory).
 TRIPLE_CHUNK_NNZ = 20_000_000
-# Rule entries expanded at once when a basket's rules are combined with ``max``.
-MAX_EXPANDED = 20_000_000
 METRICS = ("confidence", "lift", "support")
 
 
@@ -69,6 +76,10 @@ class RulesRecommender(Recommender):
     name = "rules"
     config_class = RulesConfig
     requires = frozenset({"baskets"})
+    empty_hint = (
+        "no rule passed models.rules.min_support, min_confidence and min_lift (lower them), "
+        "or every basket holds one item (check the order_id / session_id column)"
+    )
 
     def __init__(self, config: RulesConfig | Mapping[str, Any] | None = None, **params: Any) -> None:
         super().__init__(config, **params)
@@ -246,42 +257,72 @@ class RulesRecommender(Recommender):
         step = self._batch_size()
         for start in range(0, matrix.shape[0], step):
             batch = matrix[start : start + step]
-            block = self._score_baskets(batch)
-            block[np.repeat(np.arange(batch.shape[0]), np.diff(batch.indptr)), batch.indices] = -np.inf
-            ids[start : start + batch.shape[0]], scores[start : start + batch.shape[0]] = top_n(block, n)
+            ids[start : start + batch.shape[0]], scores[start : start + batch.shape[0]] = self._basket_top_n(batch, n)
         return (ids[0], scores[0]) if single else (ids, scores)
 
     # ---------------------------------------------------------------- scoring
-    def _score_baskets(self, baskets: sp.csr_matrix) -> np.ndarray:
-        """Dense float32 scores (n_baskets, n_items) combining every rule whose antecedent is in the
-        basket; -inf where no rule applies. ``baskets``: binary CSR (n_baskets, n_items)."""
+    def _applying_rules(self, baskets: sp.csr_matrix) -> list[tuple[sp.csr_matrix, sp.csr_matrix]]:
+        """(which rule rows apply to each basket, those rules): the basket's items, and the
+        antecedent pairs it holds."""
         metric = self._config.rank_by
-        # Which rule rows apply to each basket: its items, and the antecedent pairs it holds.
         applies = [(baskets, self.rules[metric])]
         if len(self.pair_antecedents):
             holds = sp.csr_matrix(baskets @ self._pair_incidence)
             holds.data = (holds.data >= 2).astype(np.float32)
             holds.eliminate_zeros()
             applies.append((holds, self.rules3[metric]))
+        return applies
+
+    def _basket_entries(self, baskets: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Combined rule scores of ``baskets`` (binary CSR (n_baskets, n_items)) as entries
+        (row, col, value), each (row, col) once; cells without an entry have no rule."""
+        applies = self._applying_rules(baskets)
         shape = (baskets.shape[0], self.n_items)
         if self._config.combine == "sum":
             total = sum((sp.csr_matrix(which @ rules) for which, rules in applies), sp.csr_matrix(shape, dtype=np.float32))
-            return _dense_or_neg_inf(total)
-        block = np.full(shape, -np.inf, dtype=np.float32)
+            total = sp.csr_matrix(total)
+            rows = np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(total.indptr))
+            return rows, total.indices.astype(np.int64), total.data
+        # Max has no sparse product: one row of rules per (basket, applying row), then the max per cell.
+        parts_rows, parts_cols, parts_values = [], [], []
         for which, rules in applies:
-            # Max has no sparse product: expand one row of rules per (basket, applying row),
-            # a few baskets at a time to bound memory.
-            expanded_total = np.r_[0, np.cumsum(np.diff(rules.indptr)[which.indices])][which.indptr[1:]]
-            bounds = np.searchsorted(expanded_total, np.arange(MAX_EXPANDED, int(expanded_total[-1]) if len(expanded_total) else 0, MAX_EXPANDED))
-            for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, shape[0]], strict=True):
-                if hi <= lo:
-                    continue
-                part = which[lo:hi]
-                expanded = rules[part.indices]
-                owner = np.repeat(np.arange(lo, hi), np.diff(part.indptr))
-                rows = np.repeat(owner, np.diff(expanded.indptr))
-                np.maximum.at(block, (rows, expanded.indices), expanded.data)
+            expanded = rules[which.indices]
+            owner = np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(which.indptr))
+            parts_rows.append(np.repeat(owner, np.diff(expanded.indptr)))
+            parts_cols.append(expanded.indices.astype(np.int64))
+            parts_values.append(expanded.data)
+        keys = np.concatenate(parts_rows) * self.n_items + np.concatenate(parts_cols)
+        values = np.concatenate(parts_values)
+        order = np.argsort(keys, kind="stable")
+        keys, values = keys[order], values[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.int64)
+        best = np.maximum.reduceat(values, starts) if len(keys) else values
+        return keys[starts] // self.n_items, keys[starts] % self.n_items, best
+
+    def _basket_top_n(
+        self, baskets: sp.csr_matrix, n: int, allowed: np.ndarray | None = None, *, exclude_basket: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` of the combined rule scores of ``baskets``, without the basket's own items
+        (``exclude_basket``) and items outside ``allowed``: shape (n_baskets, n) each."""
+        rows, cols, values = self._basket_entries(baskets)
+        scores = sp.csr_matrix((values, (rows, cols)), shape=(baskets.shape[0], self.n_items))
+        return top_n_sparse(scores, n, exclude=baskets if exclude_basket else None, allowed=allowed)
+
+    def _score_baskets(self, baskets: sp.csr_matrix) -> np.ndarray:
+        """Dense float32 scores (n_baskets, n_items) combining every rule whose antecedent is in the
+        basket; -inf where no rule applies. ``baskets``: binary CSR (n_baskets, n_items)."""
+        rows, cols, values = self._basket_entries(baskets)
+        block = np.full((baskets.shape[0], self.n_items), -np.inf, dtype=np.float32)
+        block[rows, cols] = values
         return block
+
+    def _recommend_block(
+        self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self._basket_top_n(_binary(self.user_items[users]), n, allowed, exclude_basket=exclude_seen)
+
+    def _similar_block(self, items: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return top_n_sparse(self.rules[self._config.rank_by][items], n, exclude=diagonal(items, self.n_items), allowed=allowed)
 
     def _score_users(self, user_indices: np.ndarray) -> np.ndarray:
         return self._score_baskets(_binary(self.user_items[user_indices]))

@@ -8,7 +8,7 @@ are plain vectorised numpy and the artifact is ``.npz`` + JSON.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 
 from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
+from recsys.models.als import factor_top_k
 from recsys.models.base import ModelConfig, Recommender
 
 
@@ -24,8 +25,13 @@ class SVDConfig(ModelConfig):
     """Parameters of ``surprise.SVD`` (same names and defaults).
 
     ``rating_scale`` (low, high) clips predictions like surprise does; None = the smallest
-    and largest rating in the training data. The per-parameter learning rates and
-    regularisation terms override ``lr_all`` / ``reg_all`` when set.
+    and largest rating in the training data, when they span at most ``MAX_SCALE_SPAN``
+    points. The SGD's learning rate and regularisation assume such a scale: values beyond
+    it (counts or quantities up to thousands taken as ratings drive the factors to NaN) are
+    mapped linearly onto ``rating_scale`` (or 1-5 without one) with ``out_of_scale =
+    "rescale"``, or refused with ``"refuse"``. Predictions are mapped back to the data's
+    units. The per-parameter learning rates and regularisation terms override ``lr_all`` /
+    ``reg_all`` when set.
     """
 
     n_factors: int = Field(100, ge=1)
@@ -45,12 +51,49 @@ class SVDConfig(ModelConfig):
     reg_qi: float | None = Field(None, ge=0.0)
     random_state: int | None = Field(None, ge=0)
     rating_scale: tuple[float, float] | None = None
+    out_of_scale: Literal["rescale", "refuse"] = "rescale"
 
     @model_validator(mode="after")
     def _scale_ordered(self) -> SVDConfig:
         if self.rating_scale is not None and not self.rating_scale[0] < self.rating_scale[1]:
             raise ValueError(f"rating_scale must be (low, high) with low < high, got {self.rating_scale}")
         return self
+
+
+# Widest span of rating values taken as a rating scale as they are (0-10 scales included).
+MAX_SCALE_SPAN = 10.0
+RESCALED_SCALE = (1.0, 5.0)
+
+
+def fitting_scale(values: np.ndarray, config: SVDConfig) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """(scale the SGD fits on, (data low, data high) when the values are mapped onto it, else None).
+
+    Raises ModelError for values outside the scale under ``out_of_scale = "refuse"``.
+    """
+    low, high = float(values.min()), float(values.max())
+    if config.rating_scale is not None:
+        scale = (float(config.rating_scale[0]), float(config.rating_scale[1]))
+        outside = int(np.count_nonzero((values < scale[0]) | (values > scale[1])))
+        if not outside:
+            return scale, None
+        problem = (
+            f"svd: {outside} of {values.size} ratings lie outside models.svd.rating_scale {scale} "
+            f"(the data ranges from {low:g} to {high:g})"
+        )
+    else:
+        if high - low <= MAX_SCALE_SPAN:
+            return (low, high), None
+        scale = RESCALED_SCALE
+        problem = (
+            f"svd: ratings range from {low:g} to {high:g}, wider than a rating scale "
+            f"({MAX_SCALE_SPAN:g} points; counts or quantities?)"
+        )
+    if config.out_of_scale == "refuse":
+        raise ModelError(
+            f"{problem}: set models.svd.rating_scale to the data's scale, models.svd.out_of_scale = \"rescale\", "
+            "or leave svd out for implicit data"
+        )
+    return scale, (low, high)
 
 
 class SVDRecommender(Recommender):
@@ -72,11 +115,15 @@ class SVDRecommender(Recommender):
     name = "svd"
     config_class = SVDConfig
     requires = frozenset({"ratings"})
+    non_finite_hint = "lower models.svd.lr_all, or set models.svd.rating_scale (values far beyond 1-5 diverge)"
+    empty_hint = "no item has a rating: check the value column and the rating events"
 
     def __init__(self, config: SVDConfig | Mapping[str, Any] | None = None, **params: Any) -> None:
         super().__init__(config, **params)
         self.global_mean = 0.0
         self.rating_scale: tuple[float, float] = (0.0, 0.0)
+        # (data low, data high) when ratings were mapped linearly onto rating_scale to fit.
+        self.data_range: tuple[float, float] | None = None
         self.bu = np.zeros(0, dtype=np.float32)
         self.bi = np.zeros(0, dtype=np.float32)
         self.pu = np.zeros((0, 0), dtype=np.float32)
@@ -98,14 +145,16 @@ class SVDRecommender(Recommender):
         values = ratings.data.astype(np.float64)
         if not np.all(np.isfinite(values)):
             raise ModelError(f"{self.name}: ratings contain NaN or infinite values")
-        scale = config.rating_scale or (float(values.min()), float(values.max()))
+        scale, data_range = fitting_scale(values, config)
+        if data_range is not None:
+            values = _linear(values, data_range, scale)
         # Row-major order (user by user) is the order surprise's SGD visits the ratings in.
         order = np.lexsort((ratings.col, ratings.row))
         frame = pd.DataFrame(
             {"user": ratings.row[order].astype(np.int64), "item": ratings.col[order].astype(np.int64), "rating": values[order]}
         )
         trainset = SurpriseDataset.load_from_df(frame, Reader(rating_scale=scale)).build_full_trainset()
-        params = config.model_dump(exclude={"rating_scale"})
+        params = config.model_dump(exclude={"rating_scale", "out_of_scale"})
         algo = SVD(**params, verbose=False)
         algo.fit(trainset)
 
@@ -114,6 +163,7 @@ class SVDRecommender(Recommender):
         n_factors = config.n_factors
         self.global_mean = float(trainset.global_mean)
         self.rating_scale = (float(scale[0]), float(scale[1]))
+        self.data_range = data_range
         self.bu = np.zeros(self.n_users, dtype=np.float32)
         self.bi = np.zeros(self.n_items, dtype=np.float32)
         self.pu = np.zeros((self.n_users, n_factors), dtype=np.float32)
@@ -151,7 +201,8 @@ class SVDRecommender(Recommender):
             # Surprise cannot estimate a pair with an unknown side and falls back to the mean.
             both = self.known_users[users] & self.known_items[items]
             estimate = np.where(both, dot, self.global_mean)
-        return np.clip(estimate, self.rating_scale[0], self.rating_scale[1])
+        estimate = np.clip(estimate, self.rating_scale[0], self.rating_scale[1])
+        return estimate if self.data_range is None else _linear(estimate, self.rating_scale, self.data_range)
 
     # ---------------------------------------------------------------- scoring
     def _score_users(self, user_indices: np.ndarray) -> np.ndarray:
@@ -161,6 +212,19 @@ class SVDRecommender(Recommender):
         block[:, ~self.known_items] = -np.inf
         return block
 
+    def _recommend_block(
+        self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """implicit's top-k over [pu, 1] . [qi, bi], plus mu + bu (the same for every item of a user)."""
+        blocked = ~self.known_items if allowed is None else ~self.known_items | ~allowed
+        if not self.config.biased:  # type: ignore[attr-defined]
+            return factor_top_k(self.qi, self.pu[users], n, exclude=self._seen_block(users, exclude_seen), blocked=blocked)
+        items = np.hstack([self.qi, self.bi[:, None]])
+        queries = np.hstack([self.pu[users], np.ones((len(users), 1), dtype=np.float32)])
+        ids, scores = factor_top_k(items, queries, n, exclude=self._seen_block(users, exclude_seen), blocked=blocked)
+        scores += np.float32(self.global_mean) + self.bu[users][:, None]
+        return ids, scores
+
     def _score_items(self, item_indices: np.ndarray) -> np.ndarray:
         block = self._qi_unit[item_indices] @ self._qi_unit.T
         block[:, ~self.known_items] = -np.inf
@@ -169,7 +233,11 @@ class SVDRecommender(Recommender):
 
     # ------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        meta = {"global_mean": self.global_mean, "rating_scale": list(self.rating_scale)}
+        meta = {
+            "global_mean": self.global_mean,
+            "rating_scale": list(self.rating_scale),
+            "data_range": None if self.data_range is None else list(self.data_range),
+        }
         arrays = {
             "bu": self.bu,
             "bi": self.bi,
@@ -184,10 +252,20 @@ class SVDRecommender(Recommender):
         self.global_mean = float(meta["global_mean"])
         low, high = meta["rating_scale"]
         self.rating_scale = (float(low), float(high))
+        data_range = meta.get("data_range")
+        self.data_range = None if data_range is None else (float(data_range[0]), float(data_range[1]))
         self.bu, self.bi = arrays["bu"], arrays["bi"]
         self.pu, self.qi = arrays["pu"], arrays["qi"]
         self.known_users, self.known_items = arrays["known_users"], arrays["known_items"]
         self._prepare()
+
+
+def _linear(values: np.ndarray, source: tuple[float, float], target: tuple[float, float]) -> np.ndarray:
+    """``values`` mapped linearly from the ``source`` range onto the ``target`` range."""
+    span = source[1] - source[0]
+    if span <= 0:
+        return np.full_like(values, target[0], dtype=np.float64)
+    return target[0] + (np.asarray(values, dtype=np.float64) - source[0]) * (target[1] - target[0]) / span
 
 
 def _id_arrays(raw_to_inner: Mapping[Any, int]) -> tuple[np.ndarray, np.ndarray]:

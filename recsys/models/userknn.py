@@ -1,12 +1,11 @@
 """User-based collaborative filtering: the items of a user's ``k`` most similar users.
 
-The user x user similarity is never held dense: it is computed block of users by block
-(``block @ X.T``, one sparse product), and only the ``k`` best neighbours of each user are
-kept (``argpartition``), giving a CSR matrix of shape (n_users, n_users) with at most ``k``
-entries per row. Scores are then ``S[batch] @ X``: each neighbour's items weighted by how
-similar the neighbour is. (Computed here rather than with implicit's CosineRecommender on
-the transposed matrix, because that one keeps each user as its own nearest neighbour and
-has no shrinkage.)
+The user x user similarity is never held dense: only the ``k`` best neighbours of each user
+are kept, a CSR matrix of shape (n_users, n_users) with at most ``k`` entries per row, from
+implicit's multithreaded all-pairs k-NN on the transposed matrix (``k + 1`` neighbours, as
+implicit counts the user itself, which is dropped) or, with shrinkage, which implicit does
+not have, from sparse block products. Scores are then ``S[batch] @ X``: each neighbour's
+items weighted by how similar the neighbour is, top-N taken from the sparse product.
 
 Similarity: cosine with optional shrinkage, ``x_u . x_v / (|x_u| |x_v| + shrinkage)``, which
 lowers the weight of neighbours that share only a few items. ``k`` = 100 without shrinkage
@@ -15,6 +14,7 @@ ranked best on validation splits of ml-100k and ml-latest-small (nDCG@10).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,11 +24,20 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from recsys.data.dataset import Dataset
-from recsys.models.base import ModelConfig, Recommender, sparse_from_arrays, sparse_to_arrays
+from recsys.models.base import (
+    ModelConfig,
+    Recommender,
+    diagonal,
+    resolve_threads,
+    sparse_from_arrays,
+    sparse_to_arrays,
+    top_n_entries,
+    top_n_sparse,
+)
 from recsys.models.itemknn import sparse_scores_to_dense
 
-# Dense similarity blocks are cut to about this many float32 cells (64 MB).
-SIMILARITY_BLOCK_CELLS = 16_000_000
+# Rows per sparse similarity product when neighbours are computed with shrinkage.
+NEIGHBOUR_BLOCK_ROWS = 1024
 
 
 class UserKNNConfig(ModelConfig):
@@ -39,47 +48,70 @@ class UserKNNConfig(ModelConfig):
 
 
 def top_k_neighbours(
-    matrix: sp.csr_matrix, k: int, shrinkage: float = 0.0, *, show_progress: bool = False
+    matrix: sp.csr_matrix, k: int, shrinkage: float = 0.0, *, threads: int = 0, show_progress: bool = False
 ) -> sp.csr_matrix:
     """Sparse top-``k`` cosine neighbours of every row of ``matrix`` (shape (n_rows, n_cols)).
 
     Returns a float32 CSR matrix of shape (n_rows, n_rows): row ``u`` holds the ``k`` rows most
-    similar to ``u`` (never ``u`` itself; only positive similarities).
+    similar to ``u`` (never ``u`` itself; only positive similarities). Without shrinkage the
+    cosine top-k comes from implicit's multithreaded all-pairs k-NN (on the transposed matrix,
+    ``k + 1`` neighbours, the row itself then dropped); with shrinkage, from sparse block
+    products selected with :func:`top_n_entries`. Neither holds a dense n_rows x n_rows block.
     """
     n_rows = matrix.shape[0]
     matrix = sp.csr_matrix(matrix, dtype=np.float32)
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel()).astype(np.float32)
-    transposed = matrix.T.tocsr()
+    matrix.eliminate_zeros()
     k = min(k, max(n_rows - 1, 0))
-    step = int(max(1, min(n_rows, SIMILARITY_BLOCK_CELLS // max(1, n_rows))))
-    rows_out, cols_out, vals_out = [], [], []
-    for start in tqdm(range(0, n_rows, step), disable=not show_progress, desc="user neighbours", unit="block"):
-        stop = min(start + step, n_rows)
-        dots = (matrix[start:stop] @ transposed).toarray()
-        denominator = norms[start:stop, None] * norms[None, :] + np.float32(shrinkage)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sims = np.where(denominator > 0, dots / denominator, 0.0).astype(np.float32)
-        sims[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        if k == 0:
-            continue
-        if k < n_rows:
-            best = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        else:
-            best = np.broadcast_to(np.arange(n_rows), sims.shape)
-        values = np.take_along_axis(sims, best, axis=1)
-        keep = values > 0
-        rows_out.append(np.repeat(np.arange(start, stop), keep.sum(axis=1)))
-        cols_out.append(best[keep])
-        vals_out.append(values[keep])
-    if not rows_out:
+    if k == 0 or matrix.nnz == 0:
         return sp.csr_matrix((n_rows, n_rows), dtype=np.float32)
+    if shrinkage == 0:
+        rows, cols, values = _implicit_neighbours(matrix, k, resolve_threads(threads), show_progress)
+    else:
+        rows, cols, values = _shrunk_neighbours(matrix, k, shrinkage, show_progress)
+    keep = (rows != cols) & (values > 0)
+    ids, best = top_n_entries(rows[keep], cols[keep], values[keep], n_rows, n_rows, k)
+    found = ids >= 0
     neighbours = sp.csr_matrix(
-        (np.concatenate(vals_out), (np.concatenate(rows_out), np.concatenate(cols_out))),
-        shape=(n_rows, n_rows),
-        dtype=np.float32,
+        (best[found], (np.nonzero(found)[0], ids[found])), shape=(n_rows, n_rows), dtype=np.float32
     )
     neighbours.sort_indices()
     return neighbours
+
+
+def _implicit_neighbours(
+    matrix: sp.csr_matrix, k: int, threads: int, show_progress: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, neighbour, cosine) entries from implicit's CosineRecommender over the rows of ``matrix``."""
+    from implicit.nearest_neighbours import CosineRecommender
+    from implicit.utils import ParameterWarning
+
+    model = CosineRecommender(K=k + 1, num_threads=threads)  # + 1: a row is its own nearest neighbour
+    with warnings.catch_warnings():
+        # implicit's normalisation returns COO and then warns about its own conversion.
+        warnings.simplefilter("ignore", ParameterWarning)
+        model.fit(sp.csr_matrix(matrix.T), show_progress=show_progress)
+    similarity = sp.coo_matrix(model.similarity)
+    return similarity.row.astype(np.int64), similarity.col.astype(np.int64), similarity.data.astype(np.float32)
+
+
+def _shrunk_neighbours(
+    matrix: sp.csr_matrix, k: int, shrinkage: float, show_progress: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top ``k + 1`` (row, neighbour, shrunk cosine) entries per row, a block of sparse products at a time."""
+    n_rows = matrix.shape[0]
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel()).astype(np.float32)
+    transposed = matrix.T.tocsr()
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for start in tqdm(range(0, n_rows, NEIGHBOUR_BLOCK_ROWS), disable=not show_progress, desc="user neighbours", unit="block"):
+        stop = min(start + NEIGHBOUR_BLOCK_ROWS, n_rows)
+        dots = sp.csr_matrix(matrix[start:stop] @ transposed)
+        rows = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(dots.indptr))
+        cols = dots.indices.astype(np.int64)
+        values = dots.data / (norms[start + rows] * norms[cols] + np.float32(shrinkage))
+        ids, best = top_n_entries(rows, cols, values.astype(np.float32), stop - start, n_rows, k + 1)
+        found = ids >= 0
+        parts.append((np.nonzero(found)[0] + start, ids[found].astype(np.int64), best[found]))
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))  # type: ignore[return-value]
 
 
 def column_normalised(matrix: sp.csr_matrix) -> sp.csr_matrix:
@@ -109,7 +141,7 @@ class UserKNNRecommender(Recommender):
     def _fit(self, dataset: Dataset, *, show_progress: bool = False) -> None:
         config: UserKNNConfig = self.config  # type: ignore[assignment]
         self.neighbours = top_k_neighbours(
-            self.user_items, config.k, config.shrinkage, show_progress=show_progress
+            self.user_items, config.k, config.shrinkage, threads=self.threads, show_progress=show_progress
         )
         self._prepare()
 
@@ -118,12 +150,26 @@ class UserKNNRecommender(Recommender):
         self._user_profiles = column_normalised(self.user_items)
         self._item_profiles = self._user_profiles.T.tocsr()
 
+    def _user_scores(self, user_indices: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix(self.neighbours[user_indices] @ self.user_items)
+
+    def _item_scores(self, item_indices: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix(self._item_profiles[item_indices] @ self._user_profiles)
+
     def _score_users(self, user_indices: np.ndarray) -> np.ndarray:
-        return sparse_scores_to_dense(self.neighbours[user_indices] @ self.user_items)
+        return sparse_scores_to_dense(self._user_scores(user_indices))
 
     def _score_items(self, item_indices: np.ndarray) -> np.ndarray:
         """Cosine between items over the users who have them (items nobody shares: -inf)."""
-        return sparse_scores_to_dense(self._item_profiles[item_indices] @ self._user_profiles)
+        return sparse_scores_to_dense(self._item_scores(item_indices))
+
+    def _recommend_block(
+        self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return top_n_sparse(self._user_scores(users), n, exclude=self._seen_block(users, exclude_seen), allowed=allowed)
+
+    def _similar_block(self, items: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return top_n_sparse(self._item_scores(items), n, exclude=diagonal(items, self.n_items), allowed=allowed)
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {}, sparse_to_arrays("neighbours", self.neighbours)
@@ -131,3 +177,4 @@ class UserKNNRecommender(Recommender):
     def _set_state(self, meta: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         self.neighbours = sparse_from_arrays("neighbours", arrays)
         self._prepare()
+

@@ -31,6 +31,9 @@ DataFormat = Literal["auto", "csv", "parquet", "movielens-100k", "movielens-late
 # rules model's item lists are published as bought-together.
 NOT_SIMILAR = frozenset({"popular", "rules"})
 
+# publish.default_model value: the served model is chosen by [selection].
+AUTO = "auto"
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -80,6 +83,9 @@ class TrainingConfig(Section):
     )
     basket_event_types: list[str] | None = Field(None, description="event types that form baskets; None = all")
     trending_half_life_days: float = Field(7.0, gt=0)
+    threads: int = Field(
+        0, ge=0, description="threads that fit models and compute their lists (and implicit's num_threads); 0 = all cores"
+    )
 
 
 class ListsConfig(Section):
@@ -115,7 +121,10 @@ class RedisConfig(Section):
 class PublishConfig(Section):
     """``[publish]``: versioning and write batching."""
 
-    default_model: str | None = Field(None, description="model the API serves; None = the first user model")
+    default_model: str | None = Field(
+        "auto",
+        description='model the API serves; "auto" = chosen on a holdout of the data ([selection]); None = the first user model',
+    )
     keep_versions: int = Field(3, ge=1, description="completed versions kept (the live one is never deleted)")
     batch_fields: int = Field(1000, ge=1, le=100_000, description="hash fields per HSET command")
     commands_per_flush: int = Field(20, ge=1, le=10_000, description="commands per pipeline round trip")
@@ -131,6 +140,46 @@ class EvaluationConfig(Section):
     test_size: float = Field(0.25, gt=0, lt=1)
     k: int = Field(10, ge=1)
     seed: int = 42
+
+
+class SelectionConfig(Section):
+    """``[selection]``: the served model is chosen on a temporal holdout of the shop's own data.
+
+    Every candidate is fitted on the older part and scored on the newest part; the best is
+    published as the default (``publish.default_model = "auto"``). ``popular`` is always a
+    candidate, so the served model never scores below popularity. Ties go to popular, then
+    to the model configured first. The holdout is the newest ``holdout_fraction`` of the
+    rows and/or the last ``holdout_days`` days (both given: the smaller of the two).
+    """
+
+    enabled: bool = Field(True, description="false = serve publish.default_model, else the first user model, unscored")
+    candidates: list[str] | None = Field(None, description="models compared; None = every configured model with user lists")
+    holdout_fraction: float | None = Field(0.2, gt=0, lt=1, description="newest share of the rows held out")
+    holdout_days: float | None = Field(None, gt=0, description="hold out the last N days instead (or as well)")
+    metric: str = Field("ndcg@10", description="what is compared: a ranking metric name@k (ndcg, map, recall...)")
+    budget_seconds: float | None = Field(
+        None, gt=0, description="also try a small parameter grid per model within this many seconds; None = defaults only"
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        from recsys.evaluation.metrics import RATING_METRICS
+        from recsys.evaluation.tuning import parse_metric
+
+        try:
+            base, _, _ = parse_metric(metric)
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+        if base in RATING_METRICS:
+            raise ValueError(f"{metric!r} scores rating predictions, not top-N lists; use a ranking metric such as ndcg@10")
+        return metric
+
+    @model_validator(mode="after")
+    def _some_holdout(self) -> SelectionConfig:
+        if self.holdout_fraction is None and self.holdout_days is None:
+            raise ValueError("selection: set holdout_fraction, holdout_days or both")
+        return self
 
 
 class ScheduleConfig(Section):
@@ -168,6 +217,7 @@ class PipelineConfig(Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     events: EventArchiveConfig = Field(default_factory=EventArchiveConfig)
@@ -182,10 +232,15 @@ class PipelineConfig(Section):
             if unknown:
                 raise ValueError(f"{key}: {unknown} not configured (configured models: {', '.join(names)})")
         users = self.user_models()
-        if self.publish.default_model is not None and self.publish.default_model not in users:
+        if self.publish.default_model not in (None, AUTO) and self.publish.default_model not in users:
             raise ValueError(
                 f"publish.default_model: {self.publish.default_model!r} has no user lists "
-                f"(allowed: {', '.join(users) or 'none'})"
+                f"(allowed: {AUTO!r}, {', '.join(users) or 'none'})"
+            )
+        unknown = [m for m in self.selection.candidates or [] if m not in users and m != "popular"]
+        if unknown:
+            raise ValueError(
+                f"selection.candidates: {unknown} have no user lists (allowed: popular, {', '.join(users) or 'none'})"
             )
         return self
 
@@ -200,8 +255,12 @@ class PipelineConfig(Section):
         return [m for m in self.models if m not in NOT_SIMILAR]
 
     def default_model(self) -> str | None:
+        """The configured default model; "auto" and None give the first user model (before
+        selection, which may replace it: see recsys.pipeline.selection)."""
         users = self.user_models()
-        return self.publish.default_model or (users[0] if users else None)
+        if self.publish.default_model not in (None, AUTO):
+            return self.publish.default_model
+        return users[0] if users else None
 
     def model_configs(self) -> dict[str, ModelConfig]:
         """Every configured model's typed config, validated by the model's class."""

@@ -79,7 +79,9 @@ class JobRecord:
             for reason, count in (file.get("dropped") or {}).items():
                 key = (str(file.get("table", "")), str(reason))
                 self.dropped[key] = self.dropped.get(key, 0.0) + float(count)
-        peak = metadata.get("peak_rss_mb") or (metadata.get("memory") or {}).get("peak_rss_mb")
+        peak = metadata.get("peak_rss_mb")
+        if isinstance(peak, dict):
+            peak = peak.get("overall")
         if isinstance(peak, (int, float)):
             self.values["recsys_train_peak_rss_bytes"] = float(peak) * 1024 * 1024
 

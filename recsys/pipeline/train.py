@@ -33,7 +33,7 @@ from recsys.data.dataset import Dataset, align_catalog
 from recsys.errors import ConfigError, DataError, ModelError
 from recsys.models.base import Recommender, top_n
 from recsys.models.registry import get_model_class
-from recsys.pipeline.config import PipelineConfig
+from recsys.pipeline.config import AUTO, PipelineConfig
 from recsys.pipeline.memory import PeakMemory, megabytes
 from recsys.runs.folder import (
     CATALOG_FILE,
@@ -451,9 +451,21 @@ def _train_into(
     similar_models = [m for m in config.similar_models() if m in fitted_names]
     default_model = config.default_model()
     if default_model in skipped:
-        if config.publish.default_model is not None:
+        if config.publish.default_model not in (None, AUTO):
             raise DataError(f"publish.default_model: {default_model} cannot train here ({skipped[default_model]})")
         default_model = user_models[0] if user_models else None
+
+    # The served model, chosen on a temporal holdout of this data (recsys.pipeline.selection);
+    # it may drop models that fail there, add popular, and tune configurations.
+    from recsys.pipeline.selection import select_served_model
+
+    with timer.step("selection") as info:
+        selection = select_served_model(
+            config, interactions, loaded.catalog, model_configs, fitted_names, user_models, similar_models, default_model, skipped
+        )
+        info.update(default=selection.default_model, candidates=len(selection.rows))
+    model_configs, fitted_names, skipped = selection.model_configs, selection.fitted_names, selection.skipped
+    user_models, similar_models, default_model = selection.user_models, selection.similar_models, selection.default_model
 
     evaluation = _evaluate(config, interactions, loaded.catalog, fitted_names, timer) if config.evaluation.enabled else None
 
@@ -478,6 +490,7 @@ def _train_into(
     popular_model: Recommender | None = None
     for name in fitted_names:
         model = get_model_class(name)(model_configs[name])
+        model.threads = config.training.threads
         with timer.step(f"fit.{name}") as info:
             model.fit(dataset, show_progress=bool(show_progress))
             info.update(users=model.n_users, items=model.n_items)
@@ -507,6 +520,11 @@ def _train_into(
         if name == "popular":
             popular_model = model
         del model
+
+    # Loud failures: a model without a single list fails (strict) or is dropped (lenient).
+    from recsys.pipeline.selection import check_lists
+
+    entries, default_model = check_lists(entries, selection, strict=config.data.validation == "strict")
 
     if lists_cfg.popular:
         with timer.step("lists.popular") as info:
@@ -555,6 +573,7 @@ def _train_into(
         "lists": entries,
         "catalog": CATALOG_FILE,
         "evaluation": evaluation,
+        "selection": selection.to_json(),
     }
 
 

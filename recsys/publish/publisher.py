@@ -80,6 +80,28 @@ class PublishResult:
         }
 
 
+def run_summary(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The run's step times, memory, dropped rows, skipped models and holdout metrics, small
+    enough for the version's metadata (the validation's first problems are left out)."""
+    validation = metadata.get("validation") or {}
+    return {
+        "created_at": metadata.get("created_at"),
+        "backend": metadata.get("backend"),
+        "counts": metadata.get("counts"),
+        "timings": metadata.get("timings"),
+        "peak_rss_mb": (metadata.get("peak_rss_mb") or {}).get("overall")
+        if isinstance(metadata.get("peak_rss_mb"), dict)
+        else metadata.get("peak_rss_mb"),
+        "validation": {
+            "rows": validation.get("rows"),
+            "dropped": validation.get("dropped") or {},
+            "warnings": validation.get("warnings") or [],
+        },
+        "skipped": metadata.get("skipped") or {},
+        "evaluation": metadata.get("evaluation"),
+    }
+
+
 class _HashWriter:
     """Pipelines HSETs (non-transactional), one round trip per ``commands_per_flush`` commands.
 
@@ -231,6 +253,11 @@ class Publisher:
         extra_meta = {
             "fingerprint": metadata.get("fingerprint"),
             "models": sorted(metadata.get("models") or {}),
+            # Why the default model is served, and the candidates' holdout scores.
+            "default_reason": (metadata.get("selection") or {}).get("reason"),
+            "selection": metadata.get("selection"),
+            # What the console and the operators look at: how the run went.
+            "run_summary": run_summary(metadata),
         }
         catalog = _Catalog(folder.catalog_rows(), folder.catalog_batches) if folder.catalog_path is not None else None
         return self._guarded(lists, catalog, folder.run_id, metadata.get("default_model"), extra_meta)

@@ -54,6 +54,9 @@ Version metadata (``{p}v:{v}:meta``) is a JSON object with at least::
      "has_together": bool, "has_popular": bool, "categories": [str],
      "list_length": {"user": int, "similar": int, "together": int, "popular": int},
      "counts": {...}}
+
+and, from a run folder, ``"default_reason"`` (why the default model is served) and
+``"selection"`` (the candidates' holdout scores, recsys.pipeline.selection).
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def test_events_through_the_api_reach_the_next_pipeline_run(
     config = parse_config({
         # Items outside the catalogue count only when asked for (by default they are dropped).
         "data": {"events": {"from_redis": True, "unknown_items": "keep"}},
-        "models": {"popular": {"mode": "weight"}},
+        "models": {"popular": {"mode": "weight", "trending_weight": 0.0}},
         "lists": {"together": False, "popular_by_category": False, "user_n": 5, "popular_n": 5},
     })
     result = run_pipeline(config, out=tmp_path, redis_url=redis_url, prefix=key_prefix,

@@ -45,7 +45,7 @@ def test_evaluate_table_json_and_plot(data_file: Path, tmp_path: Path) -> None:
 def test_evaluate_json_to_stdout(data_file: Path) -> None:
     result = CliRunner().invoke(evaluate, ["--data", str(data_file), "--json", "-", "--split", "temporal"])
     assert result.exit_code == 0, result.output
-    document = json.loads(result.output)
+    document = json.loads(result.stdout)
     assert document["split"]["cold_users"] >= 0 and "popular" in document["models"]
 
 
@@ -94,3 +94,16 @@ def test_entry_point_one_line_error(data_file: Path) -> None:
     )
     assert completed.returncode == 1
     assert completed.stderr.strip().splitlines()[-1].startswith("error: popular: unknown parameter 'nope'")
+
+
+def test_evaluate_flags_a_model_scoring_zero(data_file: Path, tmp_path: Path) -> None:
+    # One neighbour per item is the item itself: once seen items are removed, no list is left.
+    out = tmp_path / "result.json"
+    result = CliRunner().invoke(
+        evaluate, ["--data", str(data_file), "--models", "popular,itemknn", "--param", "itemknn.k=1", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_text())
+    assert list(document["warnings"]) == ["itemknn"]
+    assert "recommends no item at all" in document["warnings"]["itemknn"]
+    assert "warning: itemknn scores 0 on every ranking metric at 10" in result.output

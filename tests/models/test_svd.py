@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -118,9 +119,22 @@ def test_rating_scale_inferred_or_given(ratings_data: Dataset) -> None:
     assert model.rating_scale == (1.0, 5.0)
     estimates = model.predict(*all_pairs(ratings_data))
     assert estimates.min() >= 1.0 and estimates.max() <= 5.0
+    wide = SVDRecommender(n_factors=5, random_state=0, rating_scale=(0.0, 10.0)).fit(ratings_data)
+    assert wide.rating_scale == (0.0, 10.0) and wide.data_range is None
+    # Ratings outside a configured scale are mapped linearly onto it for the fit, and the
+    # estimates mapped back: the same fit as on ratings given on that scale.
     narrow = SVDRecommender(n_factors=5, random_state=0, rating_scale=(2.5, 3.5)).fit(ratings_data)
+    assert narrow.data_range == (1.0, 5.0)
     estimates = narrow.predict(*all_pairs(ratings_data))
-    assert estimates.min() == 2.5 and estimates.max() == 3.5
+    assert estimates.min() >= 1.0 and estimates.max() <= 5.0
+    mapped = ratings_data.ratings.copy()
+    mapped.data = 2.5 + (mapped.data - 1.0) / 4.0
+    on_scale = SVDRecommender(n_factors=5, random_state=0, rating_scale=(2.5, 3.5)).fit(
+        dataclasses.replace(ratings_data, ratings=mapped)
+    )
+    np.testing.assert_allclose(1.0 + (on_scale.predict(*all_pairs(ratings_data)) - 2.5) * 4.0, estimates, rtol=1e-5)
+    with pytest.raises(ModelError, match=r"lie outside models\.svd\.rating_scale \(2\.5, 3\.5\)"):
+        SVDRecommender(n_factors=5, rating_scale=(2.5, 3.5), out_of_scale="refuse").fit(ratings_data)
 
 
 def test_unrated_items_have_no_recommendations_or_neighbours(ratings_data: Dataset) -> None:

@@ -39,8 +39,8 @@ def test_neighbours_match_dense_reference(monkeypatch: pytest.MonkeyPatch) -> No
     rng = np.random.default_rng(3)
     dense = (rng.random((57, 40)) < 0.15) * rng.integers(1, 4, (57, 40)).astype(np.float64)
     dense[5] = 0  # a user with nothing has no neighbours
-    # Small blocks, so the block loop and its edges are exercised.
-    monkeypatch.setattr(userknn, "SIMILARITY_BLOCK_CELLS", 57 * 8)
+    # Small blocks, so the block loop of the shrunk path and its edges are exercised.
+    monkeypatch.setattr(userknn, "NEIGHBOUR_BLOCK_ROWS", 8)
     for k, shrinkage in ((5, 0.0), (12, 3.0)):
         ours = top_k_neighbours(sp.csr_matrix(dense), k, shrinkage).toarray()
         expected = dense_reference(dense, k, shrinkage)

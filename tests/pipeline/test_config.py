@@ -24,7 +24,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_example_file_is_valid_and_documents_every_key() -> None:
     config = load_config(REPO_ROOT / "recsys.toml")
     assert config.data.path == str(REPO_ROOT / "demo-data")
-    assert config.default_model() == "als"
+    assert config.default_model() == "popular" and config.publish.default_model == "auto"
     text = (REPO_ROOT / "recsys.toml").read_text(encoding="utf-8")
     sections = {name: field.annotation for name, field in PipelineConfig.model_fields.items() if name != "models"}
     for section, model in sections.items():
@@ -55,7 +55,11 @@ def test_example_file_is_valid_and_documents_every_key() -> None:
         ("[publish]\nkeep_versions = 0", r"publish\.keep_versions"),
         ("[weighting]\nevent_weights = { view = -1.0 }", r"weighting\.event_weights: event weights must be >= 0"),
         ("[schedule]\nevery = 'often'", r"schedule\.every: invalid interval 'often'"),
-        ("[publish]\ndefault_model = 'als'\n[models.popular]", r"publish\.default_model: 'als' has no user lists \(allowed: popular\)"),
+        ("[publish]\ndefault_model = 'als'\n[models.popular]", r"publish\.default_model: 'als' has no user lists \(allowed: 'auto', popular\)"),
+            ("[selection]\nmetric = 'rmse'", r"selection\.metric: Value error|selection\.metric: 'rmse' scores rating predictions"),
+            ("[selection]\nmetric = 'ndcg'", r"selection\.metric: metric 'ndcg' needs a cut-off"),
+            ("[selection]\ncandidates = ['ease']\n[models.popular]", r"selection\.candidates: \['ease'\] have no user lists"),
+            ("[selection]\nholdout_fraction = 1.5", r"selection\.holdout_fraction: Input should be less than 1"),
         ("[lists]\nuser_models = ['ease']\n[models.popular]", r"lists\.user_models: \['ease'\] not configured"),
         ("surprise = 1", r"surprise: unknown key \(allowed: data, weighting"),
         ("models = {}", r"models: no model configured"),
