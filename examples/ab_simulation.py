@@ -268,7 +268,8 @@ def publish_shop(redis_url: str, prefix: str, users: int, seed: int, workdir: st
 def own_server(redis_url: str, prefix: str, admin_token: str, workers: int = 2) -> Iterator[str]:
     """``recsys serve`` on a free port of 127.0.0.1; its base URL until the block ends."""
     port = free_port()
-    env = {**os.environ, "RECSYS_ADMIN_TOKEN": admin_token, "RECSYS_ROUTER_REFRESH_SECONDS": "0.5"}
+    # A server of its own on loopback: events from anyone (the simulated clients send no token).
+    env = {**os.environ, "RECSYS_ADMIN_TOKEN": admin_token, "RECSYS_ROUTER_REFRESH_SECONDS": "0.5", "RECSYS_INGEST_OPEN": "1"}
     env.pop("RECSYS_INGEST_TOKEN", None)
     command = [sys.executable, "-m", "recsys.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers), "--redis", redis_url, "--prefix", prefix]

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from recsys.data.ids import MAX_ID_LENGTH
 from recsys.data.schema import EVENT_TYPES
 from recsys.errors import ConfigError
 from recsys.store.keys import DEFAULT_PREFIX, KeyLayout
@@ -64,13 +65,14 @@ class Settings(BaseModel):
     redis_timeout: float = Field(0.5, gt=0, le=30, description="Redis connect and read timeout, seconds")
     default_n: int = Field(10, ge=1, description="list length when the request gives no n")
     max_n: int = Field(100, ge=1, le=1000, description="largest n a request may ask for")
-    max_id_length: int = Field(256, ge=1, le=4096, description="longest user, item or session id")
+    max_id_length: int = Field(MAX_ID_LENGTH, ge=1, le=MAX_ID_LENGTH, description="longest user, item or session id")
     max_exclude: int = Field(100, ge=0, description="most ids in exclude=")
     max_basket_items: int = Field(50, ge=1, description="most ids in items= of a basket")
     router_refresh_seconds: float = Field(2.0, ge=0, description="how often A/B definitions are re-read")
     max_content_length: int = Field(1024 * 1024, ge=1024, description="largest request body, bytes")
     admin_token: str | None = Field(None, description="bearer token of /v1/admin (unset: admin off)")
-    ingest_token: str | None = Field(None, description="bearer token of POST /v1/events (unset: open)")
+    ingest_token: str | None = Field(None, description="bearer token of POST /v1/events (unset: closed unless ingest_open)")
+    ingest_open: bool = Field(False, description="accept events from anyone when no ingest token is set")
     event_types: dict[str, str] = Field(
         default_factory=dict,
         description='the shop\'s event names -> ours, as [data.event_types] (JSON, e.g. {"pv": "view"})',
@@ -223,7 +225,7 @@ def _load_blueprint(spec: str) -> Any:
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """The API app; ``test_config`` overrides settings (keys as in ``app.config``)."""
     from serving import metrics
-    from serving.errors import register_error_handlers
+    from serving.errors import check_path, register_error_handlers, retry_after_on_503
 
     app = Flask(__name__)
     settings = load_config(app, test_config)
@@ -232,6 +234,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions[EXTENSION] = Services(settings)
     register_error_handlers(app)
     metrics.install(app)
+    app.before_request(check_path)
+    app.after_request(retry_after_on_503)
     for spec in BLUEPRINTS:
         app.register_blueprint(_load_blueprint(spec))
     return app

@@ -1,18 +1,21 @@
 """Admin endpoints for A/B experiments, under ``/v1/admin/``.
 
 Protected by ``RECSYS_ADMIN_TOKEN`` (``Authorization: Bearer <token>``, compared in constant
-time). Without the variable the admin API is off and every admin URL answers 404, so a
-deployment that never configured a token does not even reveal that it exists. A wrong or
-missing token gets 401.
+time). Without the variable the admin API is off and every admin URL answers the same
+plain 404 as an unknown URL, so a deployment that never configured a token does not even
+reveal that it exists. A wrong or missing token gets 401.
 
 =======  ====================================  ==============================================
 method   path                                  answer
 =======  ====================================  ==============================================
 GET      /v1/admin/experiments                 200 ``{"experiments": [definition + active]}``
-POST     /v1/admin/experiments                 201 the stored definition; 400 invalid; 409 name
-                                               taken or another experiment still running
+POST     /v1/admin/experiments                 201 the stored definition; 400 invalid or a model
+                                               not published (``available`` lists the user
+                                               models); 409 name taken or another experiment
+                                               still running on the placement
 GET      /v1/admin/experiments/{name}          200 the definition; 404 unknown
-POST     /v1/admin/experiments/{name}/stop     200 the stopped definition (everyone -> control)
+DELETE   /v1/admin/experiments/{name}          204 deleted; 404 unknown
+POST     /v1/admin/experiments/{name}/stop     200 the stopped definition (routes nobody)
 GET      /v1/admin/experiments/{name}/report   200 the report (see ``recsys.abtest.report``)
 =======  ====================================  ==============================================
 """
@@ -27,12 +30,12 @@ import orjson
 import redis
 from flask import Blueprint, Response, request
 
-from recsys.abtest.experiments import ExperimentStore, parse_experiment
+from recsys.abtest.experiments import ExperimentStore, check_published, live_published, parse_experiment
 from recsys.abtest.report import build_report
 from recsys.errors import ConfigError, RecsysError
 from recsys.store.keys import KeyLayout
 from serving import services
-from serving.errors import error_response, json_response
+from serving.errors import NOT_FOUND_MESSAGE, error_response, json_response
 
 MAX_DEFINITION_BYTES = 64 * 1024
 
@@ -83,7 +86,7 @@ def bearer_token() -> str | None:
 def _require_admin() -> Response | None:
     expected = admin_token()
     if expected is None:
-        return api_error(404, "no such endpoint (admin API disabled: RECSYS_ADMIN_TOKEN is not set)")
+        return api_error(404, NOT_FOUND_MESSAGE)
     if not token_matches(bearer_token(), expected):
         response = api_error(401, "admin endpoints need 'Authorization: Bearer <RECSYS_ADMIN_TOKEN>'")
         response.headers["WWW-Authenticate"] = 'Bearer realm="recsys-admin"'
@@ -99,6 +102,13 @@ def _public(experiment: Any, now: float) -> dict[str, Any]:
     return {**experiment.model_dump(mode="json"), "active": experiment.is_active(now)}
 
 
+def _checked_store() -> ExperimentStore:
+    """The store, after marking experiments whose models the live version lacks as broken."""
+    store = _store()
+    store.mark_broken(live_published(store.client, store.layout))
+    return store
+
+
 def _get_or_404(store: ExperimentStore, name: str) -> Any:
     try:
         return store.get(name)
@@ -109,7 +119,7 @@ def _get_or_404(store: ExperimentStore, name: str) -> Any:
 @bp.get("/experiments")
 def list_experiments() -> Response:
     now = time.time()
-    return json_response({"experiments": [_public(e, now) for e in _store().list()]})
+    return json_response({"experiments": [_public(e, now) for e in _checked_store().list()]})
 
 
 @bp.post("/experiments")
@@ -132,8 +142,15 @@ def create_experiment() -> Response:
         experiment = parse_experiment(document)
     except ConfigError as error:
         return api_error(400, str(error))
+    store = _store()
+    published = live_published(store.client, store.layout)
     try:
-        _store().create(experiment)
+        check_published(experiment, published)
+    except RecsysError as error:
+        available = list(published.user_models) if published is not None else []
+        return api_error(400, str(error), field="variants", available=available)
+    try:
+        store.create(experiment)
     except RecsysError as error:
         return api_error(409, str(error))
     invalidate_router()
@@ -144,10 +161,18 @@ def create_experiment() -> Response:
 
 @bp.get("/experiments/<name>")
 def get_experiment(name: str) -> Response:
-    experiment = _get_or_404(_store(), name)
+    experiment = _get_or_404(_checked_store(), name)
     if experiment is None:
         return api_error(404, f"no experiment named {name!r}")
     return json_response(_public(experiment, time.time()))
+
+
+@bp.delete("/experiments/<name>")
+def delete_experiment(name: str) -> Response:
+    if not _store().delete(name):
+        return api_error(404, f"no experiment named {name!r}")
+    invalidate_router()
+    return Response(status=204)
 
 
 @bp.post("/experiments/<name>/stop")
@@ -163,6 +188,7 @@ def stop_experiment(name: str) -> Response:
 @bp.get("/experiments/<name>/report")
 def experiment_report(name: str) -> Response:
     store = _store()
+    store.mark_broken(live_published(store.client, store.layout))
     experiment = _get_or_404(store, name)
     if experiment is None:
         return api_error(404, f"no experiment named {name!r}")

@@ -18,18 +18,21 @@ import orjson
 import redis
 from flask import Blueprint, Response, request
 
+from recsys.abtest.experiments import BROKEN, DEFAULT_PLACEMENT, NAME_PATTERN
 from recsys.abtest.router import Routing, new_recommendation_id
+from recsys.data.ids import FORBIDDEN, text_problem
 from serving import Services, services
 from serving.errors import JSON_MIMETYPE, ApiError, ServiceUnavailable
-from serving.metrics import FALLBACKS, ROUTER_ERRORS, endpoint_label
+from serving.metrics import AB_BROKEN_SERVED, FALLBACKS, ROUTER_ERRORS, endpoint_label
 from serving.reader import ListResult, Meta, NoLiveVersion
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__)
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # and lone surrogates
+_CONTROL = FORBIDDEN  # control characters, line breaks and lone surrogates
 _INTEGER = re.compile(r"[0-9]{1,6}")
+PLACEMENT = re.compile(NAME_PATTERN.strip("^$"))
 MAX_PARAM_LENGTH = 64  # model names, categories are short; ids use max_id_length
 SHOWN = 60  # characters of a bad value quoted back in an error message
 
@@ -54,13 +57,10 @@ def _params(allowed: Sequence[str]) -> dict[str, str]:
 
 
 def _identifier(value: str, name: str, settings: Any) -> str:
-    """A user, item or session id: 1..max_id_length characters, no control characters."""
-    if not value:
-        raise ApiError(400, f"{name} must not be empty", field=name)
-    if len(value) > settings.max_id_length:
-        raise ApiError(400, f"{name} is longer than {settings.max_id_length} characters", field=name)
-    if _CONTROL.search(value):
-        raise ApiError(400, f"{name} contains control characters or invalid unicode", field=name)
+    """A user, item or session id, by the one id rule of :mod:`recsys.data.ids`."""
+    problem = text_problem(value, settings.max_id_length)
+    if problem is not None:
+        raise ApiError(400, f"{name} {problem}", field=name)
     return value
 
 
@@ -74,13 +74,15 @@ def _count(params: dict[str, str], settings: Any) -> int:
     return int(raw)
 
 
-def _name(params: dict[str, str], key: str) -> str | None:
-    """A short name parameter (model, category); None when absent."""
+def _name(params: dict[str, str], key: str, pattern: re.Pattern[str] | None = None) -> str | None:
+    """A short name parameter (model, category, placement); None when absent."""
     raw = params.get(key)
     if raw is None:
         return None
     if not raw or len(raw) > MAX_PARAM_LENGTH * 4 or _CONTROL.search(raw):
         raise ApiError(400, f"{key} must be 1..{MAX_PARAM_LENGTH * 4} printable characters", field=key)
+    if pattern is not None and not pattern.fullmatch(raw):
+        raise ApiError(400, f"{key} must match {pattern.pattern}, got {_shown(raw)}", field=key)
     return raw
 
 
@@ -130,10 +132,10 @@ def _read(call: Any) -> ListResult:
         raise ServiceUnavailable(str(error)) from None
 
 
-def _routing(state: Services, user_id: str, session_id: str | None) -> Routing | None:
+def _routing(state: Services, user_id: str, session_id: str | None, placement: str) -> Routing | None:
     """The A/B routing of this request; a failing router never fails the request."""
     try:
-        return state.router.route(user_id, session_id)
+        return state.router.route(user_id, session_id, placement=placement)
     except redis.RedisError:
         return None  # the list read reports the outage
     except Exception:
@@ -145,10 +147,12 @@ def _routing(state: Services, user_id: str, session_id: str | None) -> Routing |
 # ---------------------------------------------------------------------------- endpoints
 @bp.get("/v1/users/<path:user_id>/recommendations")
 def user_recommendations(user_id: str) -> Response:
-    """Top-N for a user: explicit model > A/B variant > the version's default model."""
+    """Top-N for a user: explicit model > A/B variant (of the experiment on ``placement``) >
+    the version's default model. A broken experiment's units get the default model,
+    labelled ``variant: broken``."""
     state = services()
     settings = state.settings
-    params = _params(("n", "model", "category", "exclude", "session_id"))
+    params = _params(("n", "model", "category", "exclude", "session_id", "placement"))
     _identifier(user_id, "user_id", settings)
     n = _count(params, settings)
     explicit = _name(params, "model")
@@ -158,8 +162,11 @@ def user_recommendations(user_id: str) -> Response:
     if session_id is not None:
         _identifier(session_id, "session_id", settings)
 
-    routing = None if explicit is not None else _routing(state, user_id, session_id)
-    options = routing.options if routing is not None else {}
+    placement = _name(params, "placement", pattern=PLACEMENT) or DEFAULT_PLACEMENT
+
+    routing = None if explicit is not None else _routing(state, user_id, session_id, placement)
+    options = routing.options if routing is not None and not routing.broken else {}
+    missing: list[str] = []
 
     def model(meta: Meta) -> str:
         if category is not None:
@@ -173,8 +180,10 @@ def user_recommendations(user_id: str) -> Response:
                     available=list(meta.user_models),
                 )
             return explicit
-        if routing is not None and routing.model in meta.user_models:
-            return routing.model
+        if routing is not None:
+            missing[:] = routing.missing(meta.user_models)
+            if not routing.broken and not missing:
+                return routing.model
         return meta.default_model or ""
 
     result = _read(
@@ -195,9 +204,17 @@ def user_recommendations(user_id: str) -> Response:
         FALLBACKS.labels(endpoint_label(), "top_up").inc()
     document["fallback"] = "popular" if result.fallback == "popular" else None
     document["topped_up"] = result.fallback == "top_up"
-    if routing is not None and routing.active:
+    if routing is not None:
+        broken = routing.broken or bool(missing)
         document["experiment"] = routing.experiment
-        document["variant"] = routing.variant
+        document["variant"] = BROKEN if broken else routing.variant
+        if broken:
+            AB_BROKEN_SERVED.labels(routing.experiment).inc()
+        if missing and not routing.broken:
+            try:
+                state.router.mark_broken(routing.experiment, result.version, missing)
+            except redis.RedisError:
+                log.warning("could not mark experiment %s broken", routing.experiment, exc_info=True)
     return _answer(result, document)
 
 

@@ -1,10 +1,11 @@
 """``GET /dashboard``: a small HTML page of the experiments, their reports and charts.
 
 It shows business numbers, so it is served only when the admin API is on
-(``RECSYS_ADMIN_TOKEN`` set; 404 otherwise) and only to a holder of the admin token: an
-``Authorization: Bearer`` header, or ``/dashboard?token=...`` once, which sets an HttpOnly,
-SameSite=Strict cookie (an HMAC of the token, never the token itself) and redirects to
-``/dashboard`` so the token leaves the address bar and history. Charts are inline SVG made
+(``RECSYS_ADMIN_TOKEN`` set; otherwise the plain 404 of an unknown URL) and only to a
+holder of the admin token: an ``Authorization: Bearer`` header, or the login form, which
+POSTs the token to ``/dashboard/login`` and gets an HttpOnly, SameSite=Strict cookie (an
+HMAC of the token, never the token itself). A token is never taken from the URL, so it
+never reaches an access log, the browser history or a Referer. Charts are inline SVG made
 on the server: the page loads nothing else (no script, no CDN; a strict CSP says so).
 """
 
@@ -16,14 +17,13 @@ import math
 import time
 from html import escape
 from typing import Any
-from urllib.parse import urlencode
-
 from flask import Blueprint, Response, make_response, redirect, render_template, request
 from markupsafe import Markup
 
-from recsys.abtest.experiments import ExperimentStore
+from recsys.abtest.experiments import ExperimentStore, live_published
 from recsys.abtest.report import METRIC_LABELS, METRICS, build_report, iso
 from serving.admin import admin_token, bearer_token, key_layout, redis_client, token_matches
+from serving.errors import NOT_FOUND_MESSAGE, error_response
 
 COOKIE = "recsys_dashboard"
 COOKIE_MAX_AGE = 8 * 3600
@@ -54,27 +54,40 @@ def _login_page(status: int, message: str) -> Response:
     return _secure(response)
 
 
+MAX_LOGIN_BYTES = 4096
+
+
+@bp.post("/dashboard/login")
+def login() -> Response:
+    """The login form's target: the token in the POST body -> the cookie, and back to /dashboard."""
+    expected = admin_token()
+    if expected is None:
+        return error_response(404, NOT_FOUND_MESSAGE)
+    if (request.content_length or 0) > MAX_LOGIN_BYTES:
+        return _login_page(413, "That request is too large.")
+    if not token_matches(request.form.get("token"), expected):
+        return _login_page(401, "That token is not the admin token.")
+    response = redirect("/dashboard", code=303)
+    response.set_cookie(
+        COOKIE, cookie_value(expected), max_age=COOKIE_MAX_AGE, httponly=True,
+        samesite="Strict", secure=request.is_secure, path="/dashboard",
+    )
+    return _secure(response)
+
+
 @bp.get("/dashboard")
 def dashboard() -> Response:
     expected = admin_token()
     if expected is None:
-        return _secure(make_response("<!doctype html><title>Not found</title><h1>Not found</h1>", 404))
-    query_token = request.args.get("token")
-    if query_token is not None:
-        if not token_matches(query_token, expected):
-            return _login_page(401, "That token is not the admin token.")
-        args = {k: v for k, v in request.args.items() if k != "token"}
-        response = redirect("/dashboard" + (f"?{urlencode(args)}" if args else ""), code=303)
-        response.set_cookie(
-            COOKIE, cookie_value(expected), max_age=COOKIE_MAX_AGE, httponly=True,
-            samesite="Strict", secure=request.is_secure, path="/dashboard",
-        )
-        return _secure(response)
+        return error_response(404, NOT_FOUND_MESSAGE)
+    if "token" in request.args:
+        return _login_page(400, "A token in the address is not accepted (it would be logged); sign in below.")
     authorised = token_matches(bearer_token(), expected) or token_matches(request.cookies.get(COOKIE), cookie_value(expected))
     if not authorised:
         return _login_page(401, "The dashboard needs the admin token.")
 
     store = ExperimentStore(redis_client(), key_layout())
+    store.mark_broken(live_published(store.client, store.layout))
     experiments = list(reversed(store.list()))
     selected = request.args.get("experiment")
     if selected:

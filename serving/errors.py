@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 import redis
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from recsys.data.ids import FORBIDDEN, utf8_problem
 from recsys.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 JSON_MIMETYPE = "application/json"
+#: The message of every 404 for a URL that is not served (unknown, or a disabled part).
+NOT_FOUND_MESSAGE = "no such endpoint; see /openapi.json"
 
 
 class ApiError(Exception):
@@ -67,7 +71,7 @@ def error_response(status: int, message: str, **fields: Any) -> Response:
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
     if status == 404:
-        message = "no such endpoint; see /openapi.json"
+        message = NOT_FOUND_MESSAGE
     elif status == 405:
         allowed = sorted(error.valid_methods or []) if hasattr(error, "valid_methods") else []
         message = f"method not allowed; allowed: {', '.join(allowed)}" if allowed else "method not allowed"
@@ -94,6 +98,44 @@ def _redis_error(error: Exception) -> Response:
 def _unexpected(error: Exception) -> Response:
     log.exception("unhandled error")
     return error_response(500, "internal error")
+
+
+RETRY_AFTER_SECONDS = "1"
+#: Path prefixes whose next segment is an id, and the id's name in error messages.
+PATH_ID_FIELDS = (("/v1/users/", "user_id"), ("/v1/items/", "item_id"))
+
+
+def retry_after_on_503(response: Response) -> Response:
+    """Every 503 says when to retry (``Retry-After``), whichever part of the API made it."""
+    if response.status_code == 503 and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def check_path(path_info: str | None = None) -> Response | None:
+    """400 for a path that is not valid UTF-8 or holds control characters or line breaks.
+
+    Werkzeug would decode invalid bytes to U+FFFD (a different id) and route a newline
+    nowhere (404); neither is what the client sent. The path is read as sent: the raw
+    request URI (gunicorn's ``RAW_URI``, else ``REQUEST_URI``) percent-decoded to bytes,
+    else ``PATH_INFO`` (the raw bytes as latin-1, the WSGI rule)."""
+    if path_info is None:
+        environ = request.environ
+        uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        if uri:
+            raw = unquote_to_bytes(uri.split("?", 1)[0].split("#", 1)[0])
+        else:
+            raw = environ.get("PATH_INFO", "").encode("latin-1", "replace")
+    else:
+        raw = path_info.encode("latin-1", "replace")
+    problem = utf8_problem(raw)
+    if problem is None and FORBIDDEN.search(raw.decode("utf-8")):
+        problem = "contains control characters or line breaks"
+    if problem is None:
+        return None
+    text = raw.decode("utf-8", "replace")
+    field = next((name for prefix, name in PATH_ID_FIELDS if text.startswith(prefix)), "path")
+    return error_response(400, f"{field} is {problem}" if problem.startswith("not") else f"{field} {problem}", field=field)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -6,11 +6,16 @@ object such as ``{"pv": "view"}``, the API's copy of ``[data.event_types]``).
 
 The body is one event object, an array of events, or ``{"events": [...]}``. The whole
 batch is validated first (400 lists the index, field and reason of every bad event) and
-then written in one MULTI/EXEC, so it is stored entirely or not at all. Answers 202
-``{"accepted": n}``.
+then written by one Lua script, so it is stored entirely or not at all. Answers 202
+``{"accepted": n, "stored": s, "duplicates": d}``: events with an ``event_id`` stored
+before are not stored again, so a client may send a batch again after any 503 or lost
+answer (503s carry ``Retry-After``).
 
-When ``RECSYS_INGEST_TOKEN`` is set, requests need ``Authorization: Bearer <token>``
-(401 otherwise). Bodies over :data:`~recsys.abtest.events.MAX_BODY_BYTES` or with more than
+Ingestion is closed by default: requests need ``Authorization: Bearer
+<RECSYS_INGEST_TOKEN>`` (401 otherwise); without a token it answers 403 unless
+``RECSYS_INGEST_OPEN=1`` opens it to anyone. Only ``Content-Type: application/json``
+bodies are read (415 otherwise: a browser cannot post one cross-site without a CORS
+preflight). Bodies over :data:`~recsys.abtest.events.MAX_BODY_BYTES` or with more than
 :data:`~recsys.abtest.events.MAX_BATCH_EVENTS` events get 413.
 """
 
@@ -41,9 +46,12 @@ bp = Blueprint("events", __name__)
 
 
 ACCEPTED = Counter("recsys_events_accepted_total", "Events stored, by type.", ["type"], registry=REGISTRY)
+DUPLICATES = Counter(
+    "recsys_events_duplicates_total", "Events not stored again: their event_id was stored before.", registry=REGISTRY
+)
 REJECTED = Counter(
     "recsys_events_rejected_requests_total",
-    "Event requests refused: unauthorized, too_large, invalid, unavailable.",
+    "Event requests refused: closed, unauthorized, media_type, too_large, invalid, unavailable.",
     ["reason"],
     registry=REGISTRY,
 )
@@ -54,14 +62,25 @@ def _too_large(detail: str) -> Response:
     return api_error(413, detail, max_bytes=MAX_BODY_BYTES, max_events=MAX_BATCH_EVENTS)
 
 
+RETRY_AFTER_SECONDS = "1"
+
+
 @bp.post("/v1/events")
 def post_events() -> Response:
-    expected = services().settings.ingest_token or None
+    settings = services().settings
+    expected = settings.ingest_token or None
+    if expected is None and not settings.ingest_open:
+        REJECTED.labels("closed").inc()
+        return api_error(403, "event ingestion is closed: set RECSYS_INGEST_TOKEN (or RECSYS_INGEST_OPEN=1 to accept anyone)")
     if expected is not None and not token_matches(bearer_token(), expected):
         REJECTED.labels("unauthorized").inc()
         response = api_error(401, "event ingestion needs 'Authorization: Bearer <RECSYS_INGEST_TOKEN>'")
         response.headers["WWW-Authenticate"] = 'Bearer realm="recsys-events"'
         return response
+    if request.mimetype != "application/json":
+        REJECTED.labels("media_type").inc()
+        shown = request.mimetype or "none"
+        return api_error(415, f"Content-Type must be application/json, got {shown[:60]}")
     if (request.content_length or 0) > MAX_BODY_BYTES:
         return _too_large(f"request body of {request.content_length} bytes; at most {MAX_BODY_BYTES} are accepted")
     # Read at most one byte past the limit: a chunked body without Content-Length is bounded too.
@@ -89,10 +108,20 @@ def post_events() -> Response:
             total_problems=error.total_problems,
         )
     try:
-        write_events(redis_client(), key_layout(), events)
+        result = write_events(redis_client(), key_layout(), events)
     except (redis.ConnectionError, redis.TimeoutError) as error:
+        # A timeout may come after Redis ran the script: the batch may be stored. A retry
+        # with the same event_id values is safe (duplicates are skipped).
         REJECTED.labels("unavailable").inc()
-        return api_error(503, f"events not stored, retry later: {type(error).__name__}")
+        response = api_error(
+            503,
+            f"Redis did not confirm the write ({type(error).__name__}); the events may or may not be stored: "
+            "send the same batch again (events with an event_id are never stored twice)",
+        )
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return response
     for event_type, count in collections.Counter(e.type for e in events).items():
         ACCEPTED.labels(event_type).inc(count)
-    return json_response({"accepted": len(events)}, status=202)
+    if result.duplicates:
+        DUPLICATES.inc(result.duplicates)
+    return json_response({"accepted": len(events), "stored": result.stored, "duplicates": result.duplicates}, status=202)

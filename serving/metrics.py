@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Label of requests that matched no route (a fixed label keeps cardinality bounded).
@@ -70,6 +70,36 @@ ROUTER_ERRORS = Counter(
 )
 
 
+AB_BROKEN = Gauge(
+    "recsys_ab_experiment_broken",
+    "1 while an A/B experiment that is not over is broken (a variant's model is not published), else 0.",
+    ["experiment"],
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
+AB_BROKEN_SERVED = Counter(
+    "recsys_ab_broken_requests_total",
+    "Requests of a broken experiment's units, served by the default model.",
+    ["experiment"],
+    registry=REGISTRY,
+)
+_BROKEN_LABELS: set[str] = set()
+_REGISTERED: list[Any] = []
+
+
+def set_experiment_gauges(experiments: list[Any]) -> None:
+    """After each refresh of the A/B definitions: one ``recsys_ab_experiment_broken`` per experiment."""
+    now = time.time()
+    names = set()
+    for experiment in experiments:
+        names.add(experiment.name)
+        AB_BROKEN.labels(experiment.name).set(1 if experiment.broken is not None and not experiment.is_over(now) else 0)
+    for gone in _BROKEN_LABELS - names:
+        AB_BROKEN.remove(gone)
+    _BROKEN_LABELS.clear()
+    _BROKEN_LABELS.update(names)
+
+
 def endpoint_label() -> str:
     """The url rule of the current request (``/v1/users/<path:user_id>/recommendations``)."""
     rule = request.url_rule
@@ -106,7 +136,12 @@ def _observe(response: Response) -> Response:
 
 
 def install(app: Flask) -> None:
-    """Count and time every request of ``app``."""
+    """Count and time every request of ``app``; follow the A/B experiments' state."""
+    from recsys.abtest.router import on_refresh
+
+    if set_experiment_gauges not in _REGISTERED:
+        on_refresh(set_experiment_gauges)
+        _REGISTERED.append(set_experiment_gauges)
     app.before_request(_start_timer)
     app.after_request(_observe)
 

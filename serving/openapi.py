@@ -17,6 +17,8 @@ from flask import Blueprint, Flask, Response, current_app
 
 from recsys import __version__
 from recsys.data.schema import EVENT_TYPES
+from recsys.abtest.experiments import BROKEN, NAME_PATTERN, VARIANT_OPTIONS
+from recsys.data.ids import MAX_ID_LENGTH
 from serving.errors import json_response
 
 bp = Blueprint("openapi", __name__)
@@ -47,7 +49,25 @@ def _param(name: str, where: str, description: str, schema: dict[str, Any], requ
     return {"name": name, "in": where, "required": required or where == "path", "description": description, "schema": schema}
 
 
-ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 256}
+# The one id rule (recsys.data.ids) as a pattern: no control characters, line breaks or
+# surrounding whitespace, 1..MAX_ID_LENGTH characters. ``_ID_IN_LIST`` also has no comma.
+_BAD = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+_EDGE = rf"[^\s{_BAD}]"
+_ID_CORE = rf"{_EDGE}(?:[^{_BAD}]{{0,{MAX_ID_LENGTH - 2}}}{_EDGE})?"
+_EDGE_IN_LIST = rf"[^,\s{_BAD}]"
+_ID_IN_LIST = rf"{_EDGE_IN_LIST}(?:[^,{_BAD}]{{0,{MAX_ID_LENGTH - 2}}}{_EDGE_IN_LIST})?"
+ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": f"^{_ID_CORE}$"}
+OPTIONAL_ID_SCHEMA = {"type": "string", "maxLength": MAX_ID_LENGTH, "pattern": f"^(?:{_ID_CORE})?$"}
+NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": f"^[^{_BAD}]+$"}
+ENTITY_NAME = {"type": "string", "pattern": NAME_PATTERN}
+
+
+def id_list_schema(most: int, required: bool) -> dict[str, Any]:
+    """Comma-separated ids, at most ``most`` of them (empty parts are skipped by the API)."""
+    head = f"(?:{_ID_IN_LIST})" + ("" if required else "?")
+    return {"type": "string", "pattern": f"^,*{head}(?:,(?:{_ID_IN_LIST})?){{0,{most - 1}}}$"}
+
+
 N_PARAM = _param("n", "query", "List length (default RECSYS_DEFAULT_N, at most RECSYS_MAX_N).", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10})
 BAD_REQUEST = _error("Invalid parameter (the message and `field` name it).")
 UNAVAILABLE = _error("Redis unreachable or too slow, or no version published yet.")
@@ -116,7 +136,7 @@ SCHEMAS: dict[str, Any] = {
                     "fallback": {"type": ["string", "null"], "enum": ["popular", None], "description": "popular: unknown user"},
                     "topped_up": {"type": "boolean", "description": "the list was filled up from the popular list"},
                     "experiment": {"type": "string", "description": "present while an A/B experiment routes this user"},
-                    "variant": {"type": "string"},
+                    "variant": {"type": "string", "description": f"the user's variant; {BROKEN!r} when the experiment is broken (default model served)"},
                 },
             },
         ]
@@ -157,42 +177,64 @@ SCHEMAS: dict[str, Any] = {
         "required": ["type", "item_id"],
         "properties": {
             "type": {"type": "string", "enum": list(EVENT_TYPES), "description": "or a shop name mapped by RECSYS_EVENT_TYPES"},
-            "user_id": {"type": "string"},
-            "session_id": {"type": "string"},
-            "item_id": {"type": "string"},
-            "value": {"type": "number", "description": "revenue (>= 0) or rating (0..10)"},
+            "user_id": ID_SCHEMA,
+            "session_id": ID_SCHEMA,
+            "item_id": ID_SCHEMA,
+            "value": {"type": "number", "minimum": 0, "description": "revenue or quantity (>= 0), or a rating (0..10)"},
             "timestamp": {"type": ["number", "string"], "description": "unix seconds or ISO-8601; default now"},
-            "recommendation_id": {"type": "string"},
+            "recommendation_id": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": f"^{_ID_CORE}$"},
+            "event_id": {
+                "type": "string", "minLength": 1, "maxLength": 128, "pattern": f"^{_ID_CORE}$",
+                "description": "the client's id of this event: an event whose id was stored before is not stored again",
+            },
         },
+        "additionalProperties": False,
         "description": "user_id or session_id is required",
+    },
+    "Variant": {
+        "type": "object",
+        "required": ["name", "model"],
+        "properties": {
+            "name": {"allOf": [ENTITY_NAME, {"not": {"const": BROKEN}}]},
+            "model": {**ENTITY_NAME, "description": "a user model of the live version"},
+            "weight": {"type": "number", "exclusiveMinimum": 0},
+            "options": {
+                "type": "object",
+                "properties": {name: {"type": "boolean" if kind is bool else "string"} for name, kind in VARIANT_OPTIONS.items()},
+                "additionalProperties": False,
+            },
+        },
+        "additionalProperties": False,
     },
     "Experiment": {
         "type": "object",
         "required": ["name", "variants"],
         "properties": {
-            "name": {"type": "string"},
-            "variants": {
-                "type": "array",
-                "minItems": 2,
-                "items": {
-                    "type": "object",
-                    "required": ["name", "model"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "model": {"type": "string"},
-                        "weight": {"type": "number"},
-                        "options": {"type": "object"},
-                    },
-                },
-            },
-            "control": {"type": "string"},
-            "salt": {"type": "string"},
+            "name": ENTITY_NAME,
+            "placement": {**ENTITY_NAME, "default": "default", "description": "one running experiment per placement"},
+            "variants": {"type": "array", "minItems": 2, "maxItems": 10, "items": _ref("Variant")},
+            "control": {"type": "string", "description": "a variant name (default the first)"},
+            "salt": {"type": "string", "minLength": 1, "maxLength": 64},
             "unit": {"type": "string", "enum": ["user", "session"]},
             "start": {"type": "number"},
-            "end": {"type": ["number", "null"]},
-            "description": {"type": "string"},
+            "end": {"type": ["number", "null"], "description": "after start"},
+            "description": {"type": "string", "maxLength": 500},
         },
-        "additionalProperties": True,
+        "additionalProperties": False,
+    },
+}
+
+SCHEMAS["StoredExperiment"] = {
+    "type": "object",
+    "description": "An experiment as stored: the definition and what the server keeps about it.",
+    "properties": {
+        **SCHEMAS["Experiment"]["properties"],
+        "status": {"type": "string", "enum": ["running", "stopped"]},
+        "created_at": {"type": "number"},
+        "stopped_at": {"type": ["number", "null"]},
+        "broken": {"type": ["string", "null"], "description": "why it is broken (a variant model is not published)"},
+        "broken_at": {"type": ["number", "null"]},
+        "active": {"type": "boolean"},
     },
 }
 
@@ -210,10 +252,11 @@ API_PATHS: dict[str, Any] = {
             "parameters": [
                 _param("user_id", "path", "User id.", ID_SCHEMA),
                 N_PARAM,
-                _param("model", "query", "A published user model (400 lists the available ones).", {"type": "string"}),
-                _param("category", "query", "Keep only items of this catalogue category.", {"type": "string"}),
-                _param("exclude", "query", "Comma-separated item ids to leave out (at most 100).", {"type": "string"}),
-                _param("session_id", "query", "Session id, for experiments randomised by session.", ID_SCHEMA),
+                _param("model", "query", "A published user model (400 lists the available ones).", NAME_SCHEMA),
+                _param("category", "query", "Keep only items of this catalogue category.", NAME_SCHEMA),
+                _param("exclude", "query", "Comma-separated item ids to leave out (at most 100).", id_list_schema(100, False)),
+                _param("session_id", "query", "Session id, for experiments randomised by session.", OPTIONAL_ID_SCHEMA),
+                _param("placement", "query", "Where the list is shown (home, product...): the experiment running there routes the user.", ENTITY_NAME),
             ],
             "responses": {
                 "200": _json(_ref("UserRecommendations"), "The list."),
@@ -230,7 +273,7 @@ API_PATHS: dict[str, Any] = {
             "parameters": [
                 _param("item_id", "path", "Item id.", ID_SCHEMA),
                 N_PARAM,
-                _param("model", "query", "A model with published similar-items lists.", {"type": "string"}),
+                _param("model", "query", "A model with published similar-items lists.", NAME_SCHEMA),
             ],
             "responses": {
                 "200": _json(_ref("ItemList"), "The list."),
@@ -262,7 +305,7 @@ API_PATHS: dict[str, Any] = {
             ),
             "operationId": "basketRecommendations",
             "parameters": [
-                _param("items", "query", "Comma-separated item ids of the basket (1..50).", {"type": "string"}, required=True),
+                _param("items", "query", "Comma-separated item ids of the basket (1..50).", id_list_schema(50, True), required=True),
                 N_PARAM,
             ],
             "responses": {
@@ -276,7 +319,7 @@ API_PATHS: dict[str, Any] = {
         "get": {
             "summary": "Most popular items, overall or of a category",
             "operationId": "popularItems",
-            "parameters": [N_PARAM, _param("category", "query", "A catalogue category.", {"type": "string"})],
+            "parameters": [N_PARAM, _param("category", "query", "A catalogue category.", NAME_SCHEMA)],
             "responses": {"200": _json(_ref("PopularList"), "The list."), "400": BAD_REQUEST, "503": UNAVAILABLE},
         }
     },
@@ -331,8 +374,8 @@ _ADMIN_ERRORS = {
     "404": _error("Admin API disabled (RECSYS_ADMIN_TOKEN unset) or unknown experiment."),
     "503": UNAVAILABLE,
 }
-_NAME = _param("name", "path", "Experiment name.", {"type": "string"})
-_EXPERIMENT_ANSWER = _json({"allOf": [_ref("Experiment"), {"type": "object", "properties": {"active": {"type": "boolean"}}}]}, "The experiment.")
+_NAME = _param("name", "path", "Experiment name.", ENTITY_NAME)
+_EXPERIMENT_ANSWER = _json(_ref("StoredExperiment"), "The experiment.")
 
 #: Routes of the events, admin and dashboard blueprints (serving/events.py, admin.py, dashboard.py).
 AB_PATHS: dict[str, Any] = {
@@ -341,7 +384,9 @@ AB_PATHS: dict[str, Any] = {
             "summary": "Log events (views, clicks, carts, purchases, ratings, impressions)",
             "description": (
                 "One event, an array, or `{\"events\": [...]}`; validated whole, stored whole (MULTI/EXEC) or not "
-                "at all. Needs `Authorization: Bearer <RECSYS_INGEST_TOKEN>` when that is set."
+                "at all. Events with an `event_id` stored before are skipped, so a batch may be sent again after "
+                "any 503 (which carries `Retry-After`) or lost answer. Needs `Authorization: Bearer "
+                "<RECSYS_INGEST_TOKEN>`; without that token only when the server runs with RECSYS_INGEST_OPEN=1."
             ),
             "operationId": "postEvents",
             "security": [{"bearerAuth": []}, {}],
@@ -360,10 +405,19 @@ AB_PATHS: dict[str, Any] = {
                 },
             },
             "responses": {
-                "202": _json({"type": "object", "properties": {"accepted": {"type": "integer"}}}, "Stored."),
+                "202": _json(
+                    {"type": "object", "properties": {
+                        "accepted": {"type": "integer", "description": "valid events in the request"},
+                        "stored": {"type": "integer", "description": "events stored now"},
+                        "duplicates": {"type": "integer", "description": "events whose event_id was stored before"},
+                    }},
+                    "Stored.",
+                ),
                 "400": _error("Invalid events (`problems` lists index, field and reason)."),
                 "401": _error("Ingestion token missing or wrong."),
+                "403": _error("Ingestion closed: no RECSYS_INGEST_TOKEN and not RECSYS_INGEST_OPEN."),
                 "413": _error("Body or batch too large."),
+                "415": _error("Content-Type is not application/json."),
                 "503": UNAVAILABLE,
             },
         }
@@ -374,7 +428,7 @@ AB_PATHS: dict[str, Any] = {
             "operationId": "listExperiments",
             "security": _ADMIN_AUTH,
             "responses": {
-                "200": _json({"type": "object", "properties": {"experiments": {"type": "array", "items": _ref("Experiment")}}}, "Experiments."),
+                "200": _json({"type": "object", "properties": {"experiments": {"type": "array", "items": _ref("StoredExperiment")}}}, "Experiments."),
                 **_ADMIN_ERRORS,
             },
         },
@@ -385,8 +439,8 @@ AB_PATHS: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Experiment")}}},
             "responses": {
                 "201": _EXPERIMENT_ANSWER,
-                "400": _error("Invalid definition."),
-                "409": _error("Name taken, or another experiment still running."),
+                "400": _error("Invalid definition, or a variant model not published (`available` lists the user models)."),
+                "409": _error("Name taken, or another experiment still running on the placement."),
                 "413": _error("Definition too large."),
                 **_ADMIN_ERRORS,
             },
@@ -399,11 +453,18 @@ AB_PATHS: dict[str, Any] = {
             "security": _ADMIN_AUTH,
             "parameters": [_NAME],
             "responses": {"200": _EXPERIMENT_ANSWER, **_ADMIN_ERRORS},
-        }
+        },
+        "delete": {
+            "summary": "Delete an experiment (its events stay)",
+            "operationId": "deleteExperiment",
+            "security": _ADMIN_AUTH,
+            "parameters": [_NAME],
+            "responses": {"204": {"description": "Deleted."}, **_ADMIN_ERRORS},
+        },
     },
     "/v1/admin/experiments/{name}/stop": {
         "post": {
-            "summary": "Stop an experiment (everyone gets the control)",
+            "summary": "Stop an experiment (it routes nobody from then on)",
             "operationId": "stopExperiment",
             "security": _ADMIN_AUTH,
             "parameters": [_NAME],
@@ -421,17 +482,31 @@ AB_PATHS: dict[str, Any] = {
     },
     "/dashboard": {
         "get": {
-            "summary": "HTML dashboard of the experiments (admin token as bearer, cookie or ?token=)",
+            "summary": "HTML dashboard of the experiments (admin token as bearer header or login cookie)",
             "operationId": "dashboard",
-            "parameters": [
-                _param("token", "query", "Admin token, exchanged for a cookie and a redirect.", {"type": "string"}),
-                _param("experiment", "query", "Experiment to show.", {"type": "string"}),
-            ],
+            "parameters": [_param("experiment", "query", "Experiment to show.", ENTITY_NAME)],
             "responses": {
                 "200": {"description": "HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}},
-                "303": {"description": "Token accepted: cookie set, redirect without it."},
-                "401": {"description": "Login page (HTML)."},
-                "404": {"description": "Admin disabled (HTML)."},
+                "400": {"description": "A token in the URL: refused (it would be logged); login page (HTML)."},
+                "401": {"description": "Login page (HTML): a form that POSTs the token to /dashboard/login."},
+                "404": _error("Admin disabled (RECSYS_ADMIN_TOKEN unset)."),
+            },
+        }
+    },
+    "/dashboard/login": {
+        "post": {
+            "summary": "Dashboard sign-in: the admin token in a form body, exchanged for a cookie",
+            "operationId": "dashboardLogin",
+            "requestBody": {
+                "required": True,
+                "content": {"application/x-www-form-urlencoded": {"schema": {
+                    "type": "object", "required": ["token"], "properties": {"token": {"type": "string"}},
+                }}},
+            },
+            "responses": {
+                "303": {"description": "Token accepted: HttpOnly SameSite=Strict cookie set, redirect to /dashboard."},
+                "401": {"description": "Wrong token: login page (HTML)."},
+                "404": _error("Admin disabled (RECSYS_ADMIN_TOKEN unset)."),
             },
         }
     },

@@ -1,15 +1,20 @@
 """Logged events: validation, writing to the Redis stream, and reading them back.
 
 An event says that a user (or an anonymous session) saw, clicked, put in the cart, bought
-or rated an item. The API validates a whole batch first and then writes it in one
-MULTI/EXEC transaction, so a batch is stored entirely or not at all. Each event is one
-entry of the stream ``{p}events`` (fields :data:`~recsys.store.keys.EVENT_FIELDS`, all
-strings, ``""`` when missing), trimmed approximately to
-:data:`~recsys.store.keys.EVENTS_MAXLEN` entries. Clicks, add-to-carts and purchases of a
-known user also go into ``{p}recent:{user}`` (item -> unix time, newest
-:data:`~recsys.store.keys.RECENT_MAX_ITEMS` kept, expiring after
-:data:`~recsys.store.keys.RECENT_TTL_SECONDS` without activity), which the recommendation
-endpoint uses to leave those items out at once.
+or rated an item. The API validates a whole batch first and then writes it in one Lua
+script, so a batch is stored entirely or not at all. Each event is one entry of the stream
+``{p}events`` (fields :data:`STREAM_FIELDS`, all strings, ``""`` when
+missing), trimmed approximately to :data:`~recsys.store.keys.EVENTS_MAXLEN` entries.
+
+**Idempotency**: an event may carry an ``event_id`` (the client's id for it). The script
+stores an event whose id it has seen within
+:data:`~recsys.store.keys.EVENT_ID_TTL_SECONDS` no second time, so a batch posted again
+(after a 503, a timeout, a lost answer) is stored once.
+
+Clicks, add-to-carts and purchases of a known user also go into ``{p}recent:{user}``
+(item -> unix time, newest :data:`~recsys.store.keys.RECENT_MAX_ITEMS` kept, expiring
+after :data:`~recsys.store.keys.RECENT_TTL_SECONDS` without activity), which the
+recommendation endpoint uses to leave those items out at once.
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ if TYPE_CHECKING:  # the API imports this module; pandas loads only for reading 
     import pandas as pd
 
 from recsys.data import schema
+from recsys.data.ids import MAX_ID_LENGTH, IdError, check_id
 from recsys.errors import RecsysError
 from recsys.store.keys import (
     EVENT_FIELDS,
+    EVENT_ID_FIELD,
+    EVENT_ID_TTL_SECONDS,
     EVENTS_MAXLEN,
     RECENT_MAX_ITEMS,
     RECENT_TTL_SECONDS,
@@ -47,8 +55,8 @@ RECENT_TYPES: frozenset[str] = frozenset({schema.CLICK, schema.ADD_TO_CART, sche
 
 MAX_BATCH_EVENTS = 500
 MAX_BODY_BYTES = 256 * 1024
-MAX_ID_LENGTH = 128
 MAX_RECOMMENDATION_ID_LENGTH = 64
+MAX_EVENT_ID_LENGTH = 128
 MAX_PROBLEMS_REPORTED = 50
 #: Clock skew tolerated for timestamps ahead of the server's clock.
 MAX_FUTURE_SECONDS = 300.0
@@ -58,7 +66,9 @@ RATING_RANGE = (0.0, 10.0)
 #: How long after a window's end events stamped inside it are still looked for in the stream.
 LATE_EVENTS_SECONDS = 3600.0
 
-_ALLOWED_KEYS = frozenset(EVENT_FIELDS)
+#: The fields of every stream entry the API writes: EVENT_FIELDS, then the event_id.
+STREAM_FIELDS: tuple[str, ...] = (*EVENT_FIELDS, EVENT_ID_FIELD)
+_ALLOWED_KEYS = frozenset(STREAM_FIELDS)
 _ID_FIELDS = ("user_id", "session_id", "item_id")
 
 
@@ -103,9 +113,10 @@ class Event:
     value: float | None = None
     timestamp: float = 0.0
     recommendation_id: str = ""
+    event_id: str = ""
 
     def stream_fields(self) -> dict[str, str]:
-        """The stream entry: every field of EVENT_FIELDS as a string, ``""`` when missing."""
+        """The stream entry: every field of STREAM_FIELDS as a string, ``""`` when missing."""
         return {
             "type": self.type,
             "user_id": self.user_id,
@@ -114,6 +125,7 @@ class Event:
             "value": "" if self.value is None else repr(float(self.value)),
             "timestamp": format_seconds(self.timestamp),
             "recommendation_id": self.recommendation_id,
+            EVENT_ID_FIELD: self.event_id,
         }
 
 
@@ -171,16 +183,11 @@ def parse_timestamp(raw: Any) -> float:
 
 
 def _check_id(raw: Any, limit: int) -> str:
-    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        raise ValueError(f"must be a string, got {type(raw).__name__}")
-    text = str(raw)
-    if not text:
-        raise ValueError("must not be empty")
-    if len(text) > limit:
-        raise ValueError(f"longer than {limit} characters ({len(text)})")
-    if not text.isprintable() or text != text.strip():
-        raise ValueError("must be printable, without surrounding whitespace")
-    return text
+    """The one id rule of :mod:`recsys.data.ids` (ValueError saying what is wrong)."""
+    try:
+        return check_id(raw, max_length=limit)
+    except IdError as error:
+        raise ValueError(str(error)) from None
 
 
 def validate_event(
@@ -198,7 +205,7 @@ def validate_event(
     problems: list[Problem] = []
     unknown = sorted(str(k) for k in raw if k not in _ALLOWED_KEYS)
     for key in unknown[:5]:
-        problems.append(Problem(index, key[:40], f"unknown field (allowed: {', '.join(EVENT_FIELDS)})"))
+        problems.append(Problem(index, key[:40], f"unknown field (allowed: {', '.join(STREAM_FIELDS)})"))
 
     event_type = raw.get("type")
     if event_type is None:
@@ -264,6 +271,13 @@ def validate_event(
         except ValueError as error:
             problems.append(Problem(index, "recommendation_id", str(error)))
 
+    event_id = ""
+    if raw.get("event_id") is not None:
+        try:
+            event_id = _check_id(raw["event_id"], MAX_EVENT_ID_LENGTH)
+        except ValueError as error:
+            problems.append(Problem(index, "event_id", str(error)))
+
     if problems:
         return None, problems
     return (
@@ -275,6 +289,7 @@ def validate_event(
             value=value,
             timestamp=round(timestamp, 3),
             recommendation_id=recommendation_id,
+            event_id=event_id,
         ),
         [],
     )
@@ -297,33 +312,107 @@ def validate_events(payload: Any, now: float | None = None, event_types: Mapping
         problems.extend(found)
     if problems:
         raise EventValidationError(problems[:MAX_PROBLEMS_REPORTED], total_problems=len(problems))
+    ids = [e.event_id for e in events if e.event_id]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        for index, event in enumerate(events):
+            if event.event_id in seen:
+                problems.append(Problem(index, "event_id", f"{event.event_id!r} appears twice in the batch"))
+            elif event.event_id:
+                seen.add(event.event_id)
+        raise EventValidationError(problems[:MAX_PROBLEMS_REPORTED], total_problems=len(problems))
     return events
 
 
 # --------------------------------------------------------------------- writing
-def write_events(client: redis.Redis, layout: KeyLayout, events: Sequence[Event]) -> list[str]:
-    """Append ``events`` to the stream and update the recent sets, in one MULTI/EXEC.
+#: Stores a batch atomically, skipping events whose event_id was stored before.
+#: KEYS[1] stream, KEYS[2] added counter; ARGV: maxlen, id ttl, id key prefix, recent key
+#: prefix, recent max items, recent ttl, field count F, the F field names, then per event:
+#: recent flag ("1" or ""), then the F field values.
+_WRITE_SCRIPT = """
+local maxlen, id_ttl, id_prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local recent_prefix, recent_max, recent_ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local nfields = tonumber(ARGV[7])
+local names = {}
+for f = 1, nfields do names[f] = ARGV[7 + f] end
+local event_id_at, user_at, item_at, ts_at
+for f = 1, nfields do
+  if names[f] == 'event_id' then event_id_at = f end
+  if names[f] == 'user_id' then user_at = f end
+  if names[f] == 'item_id' then item_at = f end
+  if names[f] == 'timestamp' then ts_at = f end
+end
+local stored, duplicates = 0, 0
+local touched = {}
+local i = 8 + nfields
+while i <= #ARGV do
+  local recent = ARGV[i]
+  local fresh = true
+  local event_id = ARGV[i + event_id_at]
+  if event_id ~= '' then
+    fresh = redis.call('SET', id_prefix .. event_id, '1', 'NX', 'EX', id_ttl)
+  end
+  if fresh then
+    local args = {KEYS[1], 'MAXLEN', '~', maxlen, '*'}
+    for f = 1, nfields do
+      args[#args + 1] = names[f]
+      args[#args + 1] = ARGV[i + f]
+    end
+    redis.call('XADD', unpack(args))
+    stored = stored + 1
+    if recent == '1' then
+      local key = recent_prefix .. ARGV[i + user_at]
+      redis.call('ZADD', key, 'GT', ARGV[i + ts_at], ARGV[i + item_at])
+      touched[key] = true
+    end
+  else
+    duplicates = duplicates + 1
+  end
+  i = i + 1 + nfields
+end
+for key, _ in pairs(touched) do
+  redis.call('ZREMRANGEBYRANK', key, 0, -(recent_max + 1))
+  redis.call('EXPIRE', key, recent_ttl)
+end
+if stored > 0 then redis.call('INCRBY', KEYS[2], stored) end
+return {stored, duplicates}
+"""
 
-    Returns the stream ids of the new entries. Either every command applies or none does
-    (a connection error before EXEC discards the whole batch).
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What :func:`write_events` did: events newly stored, events skipped as already stored."""
+
+    stored: int
+    duplicates: int
+
+
+def write_events(client: redis.Redis, layout: KeyLayout, events: Sequence[Event]) -> WriteResult:
+    """Append ``events`` to the stream and update the recent sets, in one Lua script.
+
+    Atomic: every event is stored or none is. Events whose ``event_id`` was stored before
+    (within ``EVENT_ID_TTL_SECONDS``) are skipped, so sending a batch again after an
+    unanswered or failed request never stores it twice.
     """
     if not events:
-        return []
-    recent: dict[str, dict[str, float]] = {}
+        return WriteResult(0, 0)
+    args: list[str | int] = [
+        EVENTS_MAXLEN,
+        EVENT_ID_TTL_SECONDS,
+        layout.event_id(""),
+        layout.recent(""),
+        RECENT_MAX_ITEMS,
+        RECENT_TTL_SECONDS,
+        len(STREAM_FIELDS),
+        *STREAM_FIELDS,
+    ]
     for event in events:
-        if event.type in RECENT_TYPES and event.user_id:
-            items = recent.setdefault(event.user_id, {})
-            items[event.item_id] = max(items.get(event.item_id, 0.0), event.timestamp)
-    with client.pipeline(transaction=True) as pipe:
-        for event in events:
-            pipe.xadd(layout.events, event.stream_fields(), maxlen=EVENTS_MAXLEN, approximate=True)
-        for user_id, items in recent.items():
-            key = layout.recent(user_id)
-            pipe.zadd(key, items, gt=True)
-            pipe.zremrangebyrank(key, 0, -(RECENT_MAX_ITEMS + 1))
-            pipe.expire(key, RECENT_TTL_SECONDS)
-        results = pipe.execute()
-    return [r.decode() if isinstance(r, bytes) else str(r) for r in results[: len(events)]]
+        fields = event.stream_fields()
+        args.append("1" if event.type in RECENT_TYPES and event.user_id else "")
+        args.extend(fields[name] for name in STREAM_FIELDS)
+    script = client.register_script(_WRITE_SCRIPT)  # EVALSHA, the source sent only once
+    stored, duplicates = script(keys=[layout.events, layout.events_added], args=args)
+    return WriteResult(int(stored), int(duplicates))
 
 
 # --------------------------------------------------------------------- reading

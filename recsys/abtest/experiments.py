@@ -1,11 +1,23 @@
-"""Experiment definitions and their storage in Redis (hash ``{prefix}ab:experiments``)."""
+"""Experiment definitions and their storage in Redis (hash ``{prefix}ab:experiments``).
+
+Each experiment runs on a named **placement** (``home``, ``product``, ``basket``...; the
+API's ``placement=`` parameter, ``default`` when absent): several experiments can run at
+once, at most one per placement, each with its own salt so that assignments are
+independent across placements. Experiments are checked against what is published: at
+creation every variant's model must be a user model of the live version, and an
+experiment whose variant model is missing from a later live version is marked
+**broken** (its units get the version's default model, labelled ``broken``).
+"""
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
+import orjson
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -13,6 +25,9 @@ from recsys.errors import ConfigError, RecsysError
 from recsys.store.keys import KeyLayout
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+DEFAULT_PLACEMENT = "default"
+#: The variant label of a broken experiment's answers (no variant may be called so).
+BROKEN = "broken"
 JSONScalar = str | int | float | bool
 
 #: Variant options the API understands.
@@ -25,9 +40,16 @@ class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME_PATTERN)
-    model: str = Field(min_length=1, max_length=64, description="published model whose user lists this arm serves")
+    model: str = Field(pattern=NAME_PATTERN, description="published model whose user lists this arm serves")
     weight: float = Field(1.0, gt=0, description="relative traffic weight")
     options: dict[str, JSONScalar] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name == BROKEN:
+            raise ValueError(f"{BROKEN!r} is reserved (it labels the answers of a broken experiment)")
+        return name
 
     @field_validator("options")
     @classmethod
@@ -50,6 +72,7 @@ class Experiment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN)
+    placement: str = Field(DEFAULT_PLACEMENT, pattern=NAME_PATTERN, description="where the lists are shown (placement=)")
     variants: list[Variant] = Field(min_length=2, max_length=10)
     control: str = ""
     salt: str = Field(default_factory=lambda: secrets.token_hex(8), min_length=1, max_length=64)
@@ -60,6 +83,8 @@ class Experiment(BaseModel):
     created_at: float = Field(default_factory=time.time)
     stopped_at: float | None = None
     description: str = Field("", max_length=500)
+    broken: str | None = Field(None, description="why the experiment is broken (a variant's model is not published)")
+    broken_at: float | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
@@ -83,6 +108,10 @@ class Experiment(BaseModel):
             if variant.name == name:
                 return variant
         raise KeyError(name)
+
+    def missing_models(self, user_models: Sequence[str]) -> list[str]:
+        """Variant models that are not among ``user_models`` (in variant order, no repeats)."""
+        return list(dict.fromkeys(v.model for v in self.variants if v.model not in user_models))
 
     def is_active(self, now: float | None = None) -> bool:
         """Running, started, and not past its end."""
@@ -110,6 +139,45 @@ def parse_experiment(data: dict) -> Experiment:
         raise ConfigError(f"invalid experiment: {problems}") from None
 
 
+@dataclass(frozen=True)
+class Published:
+    """The live version and its user models, what experiments are checked against."""
+
+    version: str
+    user_models: tuple[str, ...]
+    default_model: str | None
+
+
+def live_published(client: redis.Redis, layout: KeyLayout) -> Published | None:
+    """The live version's user models, or None when nothing is published."""
+    live = client.get(layout.live)
+    if live is None:
+        return None
+    version = live.decode() if isinstance(live, bytes) else str(live)
+    raw = client.get(layout.meta(version))
+    if raw is None:
+        return None
+    meta = orjson.loads(raw)
+    models = tuple(str(m) for m in meta.get("user_models") or [])
+    default = meta.get("default_model")
+    return Published(version, models, default if default in models else (models[0] if models else None))
+
+
+def check_published(experiment: Experiment, published: Published | None) -> None:
+    """Refuse an experiment whose variants' models are not published user models."""
+    if published is None:
+        raise RecsysError(
+            f"experiment {experiment.name!r}: nothing is published yet; publish a version before creating experiments"
+        )
+    missing = experiment.missing_models(published.user_models)
+    if missing:
+        variants = ", ".join(f"{v.name}={v.model}" for v in experiment.variants if v.model in missing)
+        raise RecsysError(
+            f"experiment {experiment.name!r}: variant model(s) not published in live version {published.version} "
+            f"({variants}); available user models: {', '.join(published.user_models) or 'none'}"
+        )
+
+
 class ExperimentStore:
     """CRUD of experiments in one Redis hash (name -> JSON)."""
 
@@ -117,16 +185,37 @@ class ExperimentStore:
         self.client = client
         self.layout = layout
 
-    def create(self, experiment: Experiment, *, now: float | None = None) -> Experiment:
-        """Store a new experiment; refuses a duplicate name or a second running experiment."""
-        for other in self.list():
-            if other.name != experiment.name and not other.is_over(now) and experiment.status == "running":
-                raise RecsysError(
-                    f"experiment {other.name!r} is still running; stop it before starting {experiment.name!r}"
-                )
-        if not self.client.hsetnx(self.layout.experiments, experiment.name, experiment.model_dump_json()):
-            raise RecsysError(f"experiment {experiment.name!r} already exists")
-        return experiment
+    def create(self, experiment: Experiment, *, now: float | None = None, published: Published | None = None,
+               check: bool = False) -> Experiment:
+        """Store a new experiment; refuses a duplicate name or a second running experiment on
+        the same placement. ``check``: its models must be in ``published`` (the live version).
+        The check and the write are one WATCH/MULTI transaction (two creators cannot both win)."""
+        if check:
+            check_published(experiment, published)
+        key = self.layout.experiments
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    if pipe.hexists(key, experiment.name):
+                        raise RecsysError(f"experiment {experiment.name!r} already exists")
+                    for raw in pipe.hvals(key):
+                        other = Experiment.model_validate_json(raw)
+                        if (
+                            other.placement == experiment.placement
+                            and not other.is_over(now)
+                            and experiment.status == "running"
+                        ):
+                            raise RecsysError(
+                                f"experiment {other.name!r} is still running on placement {other.placement!r}; "
+                                f"stop it before starting {experiment.name!r} there (or use another --placement)"
+                            )
+                    pipe.multi()
+                    pipe.hset(key, experiment.name, experiment.model_dump_json())
+                    pipe.execute()
+                    return experiment
+                except redis.WatchError:
+                    continue
 
     def get(self, name: str) -> Experiment:
         raw = self.client.hget(self.layout.experiments, name)
@@ -140,7 +229,7 @@ class ExperimentStore:
         return sorted((Experiment.model_validate_json(r) for r in raw), key=lambda e: (e.created_at, e.name))
 
     def stop(self, name: str, *, now: float | None = None) -> Experiment:
-        """Stop an experiment: from now on everyone gets the control."""
+        """Stop an experiment: from now on it routes nobody (everyone gets the default model)."""
         experiment = self.get(name)
         if experiment.status != "stopped":
             experiment.status = "stopped"
@@ -150,3 +239,29 @@ class ExperimentStore:
 
     def delete(self, name: str) -> bool:
         return bool(self.client.hdel(self.layout.experiments, name))
+
+    def mark_broken(self, published: Published | None, *, now: float | None = None) -> list[Experiment]:
+        """Mark every experiment that is not over and whose variant models are missing from
+        ``published`` as broken (kept so for good); returns the experiments newly marked."""
+        if published is None:
+            return []
+        marked = []
+        for experiment in self.list():
+            if experiment.broken is not None or experiment.is_over(now):
+                continue
+            missing = experiment.missing_models(published.user_models)
+            if missing:
+                marked.append(self.set_broken(experiment.name, published.version, missing, now=now))
+        return [e for e in marked if e is not None]
+
+    def set_broken(self, name: str, version: str, missing: Sequence[str], *, now: float | None = None) -> Experiment | None:
+        """Record that ``name`` is broken since ``version`` lacks ``missing`` (None if gone)."""
+        try:
+            experiment = self.get(name)
+        except KeyError:
+            return None
+        if experiment.broken is None:
+            experiment.broken = f"model(s) {', '.join(missing)} not published in version {version}"
+            experiment.broken_at = time.time() if now is None else now
+            self.client.hset(self.layout.experiments, name, experiment.model_dump_json())
+        return experiment

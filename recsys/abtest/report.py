@@ -9,7 +9,9 @@ Definitions (the same in the CLI, the admin API and the dashboard):
   of units never shown a list are left out (they were not treated) and counted in
   ``events.unexposed_units``.
 * **impressions**, **clicks**: impression and click events of the exposed units.
-* **CTR** = clicks / impressions; Wilson interval; vs control: pooled two-proportion z-test.
+* **CTR** = clicks / impressions, a per-impression ratio of a unit-randomised experiment:
+  delta-method interval from per-unit sums (impressions of one user are not independent);
+  vs control: z-test of the difference with the delta-method variances.
 * **conversion** = units with a purchase / units; Wilson interval; pooled z-test.
 * **revenue per user** = sum of purchase values / units, from per-unit revenue including
   zeros; t-interval; vs control: Welch's t-test.
@@ -38,14 +40,14 @@ from recsys.abtest.assignment import assign_many
 from recsys.abtest.events import read_events
 from recsys.abtest.experiments import Experiment
 from recsys.data import schema
-from recsys.store.keys import KeyLayout
+from recsys.store.keys import EVENTS_MAXLEN, KeyLayout
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
 METRICS = ("ctr", "conversion", "revenue_per_user")
 METRIC_LABELS = {"ctr": "CTR", "conversion": "Conversion", "revenue_per_user": "Revenue / user"}
 METHODS = {
-    "ctr": "clicks / impressions; Wilson interval; pooled two-proportion z-test, unpooled normal interval of the difference",
+    "ctr": "clicks / impressions; delta-method variance from per-unit sums (units are randomised, not impressions); normal interval; z-test of the difference",
     "conversion": "units with a purchase / units; Wilson interval; pooled two-proportion z-test, unpooled normal interval of the difference",
     "revenue_per_user": "mean per-unit purchase value (zeros included); t-interval; Welch's t-test",
     "srm": f"chi-square goodness of fit of units per variant against the weights; mismatch when p < {stats.SRM_THRESHOLD:g}",
@@ -95,16 +97,26 @@ def unit_table(experiment: Experiment, events: pd.DataFrame) -> tuple[pd.DataFra
 def variant_summary(experiment: Experiment, units: pd.DataFrame) -> pd.DataFrame:
     """One row per variant (in definition order, empty ones included) of exposed-unit sums.
 
-    Columns: units, impressions, clicks, converters, revenue, revenue_mean, revenue_var (ddof=1).
+    Columns: units, impressions, clicks, clicks_sq, impressions_sq, clicks_impressions (per-unit
+    sums of squares and products, for the delta method), converters, revenue, revenue_mean,
+    revenue_var (ddof=1).
     """
     import pandas as pd
     exposed = units.loc[units["impressions"] > 0].assign(converted=lambda t: (t["purchases"] > 0).astype(np.int64))
+    exposed = exposed.assign(
+        clicks_sq=lambda t: t["clicks"].astype(np.float64) ** 2,
+        impressions_sq=lambda t: t["impressions"].astype(np.float64) ** 2,
+        clicks_impressions=lambda t: t["clicks"].astype(np.float64) * t["impressions"],
+    )
     grouped = exposed.groupby("variant", sort=False)
     summary = pd.DataFrame(
         {
             "units": grouped.size(),
             "impressions": grouped["impressions"].sum(),
             "clicks": grouped["clicks"].sum(),
+            "clicks_sq": grouped["clicks_sq"].sum(),
+            "impressions_sq": grouped["impressions_sq"].sum(),
+            "clicks_impressions": grouped["clicks_impressions"].sum(),
             "converters": grouped["converted"].sum(),
             "revenue": grouped["revenue"].sum(),
             "revenue_mean": grouped["revenue"].mean(),
@@ -116,6 +128,8 @@ def variant_summary(experiment: Experiment, units: pd.DataFrame) -> pd.DataFrame
     counts = ["units", "impressions", "clicks", "converters"]
     summary[counts] = summary[counts].fillna(0).astype(np.int64)
     summary["revenue"] = summary["revenue"].fillna(0.0)
+    for column in ("clicks_sq", "impressions_sq", "clicks_impressions"):
+        summary[column] = summary[column].fillna(0.0)
     return summary
 
 
@@ -147,14 +161,17 @@ def compute_report(
     rev_var = summary["revenue_var"].to_numpy(np.float64)
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        ctr = clicks / impressions
         conversion = converters / n
-    ctr_ci = stats.wilson_interval(clicks, impressions, confidence)
+    ctr, ctr_var = stats.ratio_delta(
+        clicks, impressions, summary["clicks_sq"].to_numpy(np.float64), summary["impressions_sq"].to_numpy(np.float64),
+        summary["clicks_impressions"].to_numpy(np.float64), n,
+    )
+    ctr_ci = stats.ratio_interval(ctr, ctr_var, confidence)
     conv_ci = stats.wilson_interval(converters, n, confidence)
     rev_ci = stats.mean_interval(rev_mean, rev_var, n, confidence)
 
-    ctr_z, ctr_p = stats.two_proportion_ztest(clicks, impressions, c["clicks"], c["impressions"])
-    ctr_d = stats.proportion_difference_interval(clicks, impressions, c["clicks"], c["impressions"], confidence)
+    ctr_z, ctr_p, ctr_low, ctr_high = stats.ratio_difference_test(ctr, ctr_var, ctr[k], ctr_var[k], confidence)
+    ctr_d = (ctr_low, ctr_high)
     conv_z, conv_p = stats.two_proportion_ztest(converters, n, c["converters"], c["units"])
     conv_d = stats.proportion_difference_interval(converters, n, c["converters"], c["units"], confidence)
     rev_t, rev_df, rev_p, rev_lo, rev_hi = stats.welch_ttest(
@@ -237,6 +254,12 @@ def compute_report(
         )
     if int(n.sum()) == 0:
         warnings.append("no exposed units yet (no impression events in the window)")
+    if experiment.broken is not None:
+        warnings.insert(
+            0,
+            f"broken since {iso(experiment.broken_at)}: {experiment.broken}; from then on its users were served the "
+            "default model, so later events do not measure the variants",
+        )
 
     unexposed = units.loc[units["impressions"] == 0]
     return {
@@ -244,6 +267,9 @@ def compute_report(
         "status": experiment.status,
         "active": experiment.is_active(now),
         "unit": experiment.unit,
+        "placement": experiment.placement,
+        "broken": experiment.broken,
+        "broken_at": experiment.broken_at,
         "control": control,
         "window": {"start": start, "end": end, "start_iso": iso(start), "end_iso": iso(end) if end is not None else None},
         "generated_at": now,
@@ -298,7 +324,14 @@ def build_report(
 
 def stream_state(client: redis.Redis, layout: KeyLayout) -> tuple[float | None, bool]:
     """(arrival time in unix s of the oldest entry still in the stream, whether entries were
-    ever removed from it). Without the stream: (None, False)."""
+    removed from it). Without the stream: (None, False).
+
+    Entries were removed when more were ever added than the stream holds: Redis 7 counts
+    the added ones (XINFO ``entries-added``); for Redis 6.2, which does not, the ingestion
+    script keeps the count in ``{p}events-added``. A stream written before that count
+    existed (on 6.2) can only have been trimmed at ``EVENTS_MAXLEN`` (approximate trimming
+    never goes below it), so then the length decides.
+    """
     try:
         info = client.xinfo_stream(layout.events)
     except redis.ResponseError:  # no such key
@@ -308,9 +341,12 @@ def stream_state(client: redis.Redis, layout: KeyLayout) -> tuple[float | None, 
         return None, False
     stream_id = first[0]
     text = stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+    length = int(info["length"])
     added = info.get("entries-added")
-    # Before Redis 7 the count of added entries is unknown: assume trimming may have happened.
-    trimmed = added is None or int(added) > int(info["length"])
+    if added is None:
+        counted = client.get(layout.events_added)
+        added = int(counted) if counted is not None else None
+    trimmed = (added is not None and int(added) > length) or length >= EVENTS_MAXLEN
     return int(text.split("-")[0]) / 1000.0, trimmed
 
 

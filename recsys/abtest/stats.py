@@ -3,9 +3,16 @@
 Every function takes numbers or numpy arrays of the same shape (one element per comparison)
 and returns arrays of that shape.
 
-* Proportions (CTR, conversion): Wilson score interval per arm; difference tested with the
-  pooled two-proportion z-test (as ``statsmodels.stats.proportion.proportions_ztest``), its
-  confidence interval is the unpooled normal (Wald) interval of p1 - p2.
+* Per-unit proportions (conversion: units with a purchase / units): Wilson score interval
+  per arm; difference tested with the pooled two-proportion z-test (as
+  ``statsmodels.stats.proportion.proportions_ztest``), its confidence interval is the
+  unpooled normal (Wald) interval of p1 - p2.
+* Per-impression ratios (CTR = clicks / impressions) when units are randomised: the delta
+  method on per-unit sums (a unit's impressions are not independent: a user who sees many
+  lists weighs in with correlated clicks). Var(R) = sum_i (y_i - R x_i)^2 / (sum_i x_i)^2 *
+  N / (N - 1); it equals the cluster-robust variance of an intercept-only regression of the
+  per-impression outcome, clustered by unit (statsmodels ``cov_type="cluster"``). The
+  difference of two arms is tested with z = (R1 - R0) / sqrt(V1 + V0).
 * Means (revenue per user, per-unit values including zeros): t-interval per arm; difference
   tested with Welch's t-test (as ``scipy.stats.ttest_ind(equal_var=False)``), Welch-
   Satterthwaite degrees of freedom, and the matching t confidence interval.
@@ -80,6 +87,56 @@ def proportion_difference_interval(
         se = np.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
         diff = p1 - p2
     return diff - z * se, diff + z * se
+
+
+def ratio_delta(
+    numerator: ArrayLike,
+    denominator: ArrayLike,
+    numerator_sq: ArrayLike,
+    denominator_sq: ArrayLike,
+    cross: ArrayLike,
+    units: ArrayLike,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ratio, variance) of sum(y) / sum(x) over N units by the delta method, from the
+    per-unit sums: sum y, sum x, sum y^2, sum x^2, sum x*y and N. NaN where N < 2 or sum x = 0."""
+    y, x = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+    yy, xx, xy = (np.asarray(a, dtype=np.float64) for a in (numerator_sq, denominator_sq, cross))
+    n = np.asarray(units, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = y / x
+        residual_ss = np.maximum(yy - 2 * ratio * xy + ratio**2 * xx, 0.0)
+        variance = residual_ss / x**2 * n / (n - 1)
+    bad = (n < 2) | (x <= 0)
+    return np.where(x > 0, ratio, np.nan), np.where(bad, np.nan, variance)
+
+
+def ratio_interval(ratio: ArrayLike, variance: ArrayLike, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Normal interval of a delta-method ratio: (low, high)."""
+    r, v = np.asarray(ratio, dtype=np.float64), np.asarray(variance, dtype=np.float64)
+    half = _z(confidence) * np.sqrt(v)
+    return r - half, r + half
+
+
+def ratio_difference_test(
+    ratio_a: ArrayLike, variance_a: ArrayLike, ratio_b: ArrayLike, variance_b: ArrayLike, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Two-sided z-test of R_a == R_b for independent arms: (z, p_value, low, high) of R_a - R_b.
+    Both variances 0 and equal ratios: z = 0, p = 1."""
+    ra, va = np.asarray(ratio_a, dtype=np.float64), np.asarray(variance_a, dtype=np.float64)
+    rb, vb = np.asarray(ratio_b, dtype=np.float64), np.asarray(variance_b, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = np.sqrt(va + vb)
+        diff = ra - rb
+        z = np.where(se > 0, diff / se, np.where(diff == 0, 0.0, np.nan))
+    p = 2 * sps.norm.sf(np.abs(z))
+    half = _z(confidence) * se
+    undefined = np.isnan(se)
+    return (
+        np.where(undefined, np.nan, z),
+        np.where(undefined, np.nan, p),
+        np.where(undefined, np.nan, diff - half),
+        np.where(undefined, np.nan, diff + half),
+    )
 
 
 def mean_interval(mean: ArrayLike, variance: ArrayLike, n: ArrayLike, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""``recsys ab``: create, list, stop and report A/B experiments stored in Redis."""
+"""``recsys ab``: create, list, stop, delete and report A/B experiments stored in Redis."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def _echo_json(document: Any) -> None:
 @click.option("--prefix", envvar=PREFIX_ENV, default=None, help=f"Key prefix (default ${PREFIX_ENV}, else 'recsys:').")
 @click.pass_context
 def ab(ctx: click.Context, redis_url: str | None, prefix: str | None) -> None:
-    """Create, list, stop and report A/B experiments."""
+    """Create, list, stop, delete and report A/B experiments."""
     ctx.obj = AbContext(redis_url, prefix)
 
 
@@ -105,6 +105,7 @@ def ab(ctx: click.Context, redis_url: str | None, prefix: str | None) -> None:
 @click.option("--end", help="End, ISO-8601 or unix seconds (default: until stopped).")
 @click.option("--salt", help="Hash salt (default random); the same salt reproduces the same split.")
 @click.option("--unit", type=click.Choice(["user", "session"]), help="What is randomised (default user).")
+@click.option("--placement", help="Where the lists are shown, the API's placement= (default 'default'); one running experiment per placement.")
 @click.option("--control", help="Name of the control variant (default the first).")
 @click.option("--description", help="Free text shown in lists and reports.")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored definition as JSON.")
@@ -118,6 +119,7 @@ def create(
     end: str | None,
     salt: str | None,
     unit: str | None,
+    placement: str | None,
     control: str | None,
     description: str | None,
     as_json: bool,
@@ -133,7 +135,7 @@ def create(
         document["name"] = name
     if variants:
         document["variants"] = [parse_variant(v) for v in variants]
-    for key, value in (("salt", salt), ("unit", unit), ("control", control), ("description", description)):
+    for key, value in (("salt", salt), ("unit", unit), ("placement", placement), ("control", control), ("description", description)):
         if value is not None:
             document[key] = value
     if start is not None:
@@ -146,12 +148,18 @@ def create(
         raise ConfigError("an experiment needs at least two --variant NAME=MODEL[:WEIGHT] (or \"variants\" in --file)")
     for forbidden in ("status", "stopped_at", "created_at"):
         document.pop(forbidden, None)
-    experiment = obj.store().create(parse_experiment(document))
+    from recsys.abtest.experiments import live_published
+
+    store = obj.store()
+    experiment = store.create(parse_experiment(document), published=live_published(store.client, store.layout), check=True)
     if as_json:
         _echo_json(experiment.model_dump(mode="json"))
     else:
         arms = ", ".join(f"{v.name}={v.model}:{v.weight:g}" for v in experiment.variants)
-        click.echo(f"created {experiment.name}: {arms} (control {experiment.control}, unit {experiment.unit}, salt {experiment.salt})")
+        click.echo(
+            f"created {experiment.name} on placement {experiment.placement}: {arms} "
+            f"(control {experiment.control}, unit {experiment.unit}, salt {experiment.salt})"
+        )
 
 
 def _when(seconds: float | None) -> str:
@@ -165,12 +173,16 @@ def _when(seconds: float | None) -> str:
 @click.pass_obj
 def list_(obj: AbContext, as_json: bool) -> None:
     """List experiments, oldest first."""
+    from recsys.abtest.experiments import live_published
     from recsys.abtest.report import table
 
-    experiments = obj.store().list()
+    store = obj.store()
+    for marked in store.mark_broken(live_published(store.client, store.layout)):
+        click.echo(f"WARNING: experiment {marked.name} is broken: {marked.broken}", err=True)
+    experiments = store.list()
     now = time.time()
     if as_json:
-        _echo_json([{**e.model_dump(mode="json"), "active": e.is_active(now)} for e in experiments])
+        _echo_json([{**e.model_dump(mode="json"), "active": e.is_active(now), "state": _state(e, now)} for e in experiments])
         return
     if not experiments:
         click.echo("no experiments")
@@ -178,7 +190,8 @@ def list_(obj: AbContext, as_json: bool) -> None:
     rows = [
         [
             e.name,
-            "active" if e.is_active(now) else ("scheduled" if e.status == "running" and e.start > now else "over" if e.is_over(now) else e.status),
+            _state(e, now),
+            e.placement,
             e.unit,
             ", ".join(f"{v.name}={v.model}:{v.weight:g}" for v in e.variants),
             _when(e.start),
@@ -186,7 +199,19 @@ def list_(obj: AbContext, as_json: bool) -> None:
         ]
         for e in experiments
     ]
-    click.echo(table(rows, ["name", "status", "unit", "variants (name=model:weight)", "start", "end"]))
+    click.echo(table(rows, ["name", "status", "placement", "unit", "variants (name=model:weight)", "start", "end"]))
+    for e in experiments:
+        if e.broken is not None and not e.is_over(now):
+            click.echo(f"{e.name} is broken since {_when(e.broken_at)}: {e.broken}; its users get the default model")
+
+
+def _state(experiment: Any, now: float) -> str:
+    """broken, active, scheduled or over."""
+    if experiment.is_over(now):
+        return "over"
+    if experiment.broken is not None:
+        return "broken"
+    return "active" if experiment.is_active(now) else "scheduled"
 
 
 @ab.command("stop")
@@ -194,7 +219,7 @@ def list_(obj: AbContext, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the stopped definition as JSON.")
 @click.pass_obj
 def stop(obj: AbContext, name: str, as_json: bool) -> None:
-    """Stop experiment NAME: from now on everyone gets the control."""
+    """Stop experiment NAME: from now on it routes nobody (the default model serves)."""
     store = obj.store()
     try:
         experiment = store.stop(name)
@@ -203,7 +228,17 @@ def stop(obj: AbContext, name: str, as_json: bool) -> None:
     if as_json:
         _echo_json(experiment.model_dump(mode="json"))
     else:
-        click.echo(f"stopped {name} at {_when(experiment.stopped_at)}; everyone gets {experiment.control}")
+        click.echo(f"stopped {name} at {_when(experiment.stopped_at)}; it routes nobody now (the default model serves)")
+
+
+@ab.command("delete")
+@click.argument("name")
+@click.pass_obj
+def delete(obj: AbContext, name: str) -> None:
+    """Delete experiment NAME (its events stay in the stream)."""
+    if not obj.store().delete(name):
+        raise RecsysError(f"no experiment named {name!r}")
+    click.echo(f"deleted {name}")
 
 
 @ab.command("report")
@@ -213,9 +248,11 @@ def stop(obj: AbContext, name: str, as_json: bool) -> None:
 @click.pass_obj
 def report(obj: AbContext, name: str, as_json: bool, plot: Path | None) -> None:
     """Metrics per variant with 95% intervals, differences from the control, SRM check."""
+    from recsys.abtest.experiments import live_published
     from recsys.abtest.report import build_report, format_report, plot_report
 
     store = obj.store()
+    store.mark_broken(live_published(store.client, store.layout))
     try:
         experiment = store.get(name)
     except KeyError:

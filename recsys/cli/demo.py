@@ -20,6 +20,9 @@ from recsys.store.keys import PREFIX_ENV
 
 log = logging.getLogger(__name__)
 
+INGEST_TOKEN_ENV = "RECSYS_INGEST_TOKEN"
+INGEST_OPEN_ENV = "RECSYS_INGEST_OPEN"
+
 # Every model the demo trains when its module exists; svd only when the data has ratings.
 DEMO_MODELS: dict[str, dict[str, Any]] = {
     "popular": {},
@@ -132,6 +135,13 @@ def demo(users: int, items: int, interactions: int, seed: int, host: str, port: 
     env = dict(os.environ)
     env[URL_ENV] = url
     env[PREFIX_ENV] = config.key_prefix()
+    if not env.get(INGEST_TOKEN_ENV):
+        env[INGEST_OPEN_ENV] = "1"
+        click.echo(
+            f"{INGEST_OPEN_ENV}=1: the demo API accepts events from anyone on {host}; set {INGEST_TOKEN_ENV} "
+            "to require a token",
+            err=True,
+        )
     command = [sys.executable, "-m", "recsys.cli.main", "serve", "--host", host, "--port", str(port)]
     click.echo(f"starting the API on http://{host}:{port} (Ctrl-C stops it)", err=True)
     sys.stdout.flush()

@@ -159,6 +159,10 @@ def publish(run: Path, config_path: Path | None, redis_url: str | None, prefix: 
     config = load_config(config_path) if config_path is not None else None
     result = publish_run(run, config=config, redis_url=redis_url, prefix=prefix, show_progress=_show_progress())
     _print_publish(result, as_json)
+    from recsys.pipeline.run import run_config
+    from recsys.runs.folder import RunFolder
+
+    _warn_broken_experiments(*_connect_for(config or run_config(RunFolder(run)), redis_url, prefix))
 
 
 @click.command("pipeline")
@@ -209,6 +213,7 @@ def run_scheduled(
             click.echo(f"run {result.run_dir.name} -> live version {result.publish.version}")
             _print_validation(metadata.get("validation") or {})
             _print_publish(result.publish, False)
+        _warn_broken_experiments(*_connect_for(config, redis_url, prefix))
 
     if every is None:
         job()
@@ -216,6 +221,21 @@ def run_scheduled(
     scheduler = Scheduler(parse_interval(every), job)
     scheduler.install_signal_handlers()
     scheduler.run_forever()
+
+
+def _connect_for(config: PipelineConfig, redis_url: str | None, prefix: str | None) -> tuple[Any, Any]:
+    """The client and key layout a publish with these settings wrote to."""
+    from recsys.pipeline.run import connect_store
+
+    return connect_store(config, redis_url, prefix)
+
+
+def _warn_broken_experiments(client: Any, layout: Any) -> None:
+    """After a version switch: mark (and say) which A/B experiments lost a variant's model."""
+    from recsys.abtest.experiments import ExperimentStore, live_published
+
+    for experiment in ExperimentStore(client, layout).mark_broken(live_published(client, layout)):
+        click.echo(f"WARNING: A/B experiment {experiment.name} is broken: {experiment.broken}; its users get the default model", err=True)
 
 
 def _store(config_path: Path | None, redis_url: str | None, prefix: str | None) -> tuple[Any, Any, PipelineConfig]:
@@ -273,6 +293,7 @@ def rollback(target: str | None, config_path: Path | None, redis_url: str | None
 
     client, layout, config = _store(config_path, redis_url, prefix)
     previous, live = do_rollback(client, layout, target, lock_wait_seconds=config.publish.lock_wait_seconds)
+    _warn_broken_experiments(client, layout)
     if as_json:
         _echo_json({"previous": previous, "live": live})
     elif previous == live:

@@ -4,7 +4,8 @@ Configuration comes from the environment (``RECSYS_REDIS_URL``, ``RECSYS_KEY_PRE
 ``RECSYS_DEFAULT_N``, ``RECSYS_MAX_N``, ``RECSYS_REDIS_TIMEOUT``, ``RECSYS_ADMIN_TOKEN``...,
 see ``serving.Settings``); the options here set the server and may override the Redis URL
 and prefix. Without a Redis URL the embedded Redis is started (the one ``recsys demo``
-publishes to). The API starts even when Redis is down or nothing is published yet:
+publishes to). It refuses to start without ``RECSYS_INGEST_TOKEN`` unless
+``RECSYS_INGEST_OPEN=1`` says that anyone may post events. The API starts even when Redis is down or nothing is published yet:
 ``/readyz`` answers 503 until both are fine, and requests recover by themselves.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import click
 
+from recsys.errors import ConfigError
 from recsys.store.keys import PREFIX_ENV
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -63,8 +65,10 @@ def gunicorn_options(
 ) -> dict[str, Any]:
     """Gunicorn settings: gevent workers (an event loop each, many keep-alive clients, Redis
     commands auto-pipelined) or gthread workers (a thread pool each)."""
+    from serving.gunicorn_errors import MAX_REQUEST_LINE, install
     from serving.metrics import mark_process_dead
 
+    install()  # gunicorn's own 400/414/431 answers in the API's JSON shape
     return {
         "bind": bind_address(host, port),
         "workers": workers,
@@ -74,6 +78,8 @@ def gunicorn_options(
         "timeout": timeout,
         "graceful_timeout": 10,
         "keepalive": 5,
+        # As long as gunicorn allows, so that requests within the API's limits reach Flask.
+        "limit_request_line": MAX_REQUEST_LINE,
         "preload_app": True,
         "accesslog": "-" if access_log else None,
         "errorlog": "-",
@@ -170,6 +176,12 @@ def serve(
         cleanup()
         raise
     state = services(app)
+    if not state.settings.ingest_token and not state.settings.ingest_open:
+        cleanup()
+        raise ConfigError(
+            "POST /v1/events would be closed to everyone: set RECSYS_INGEST_TOKEN (clients send "
+            "'Authorization: Bearer <token>'), or RECSYS_INGEST_OPEN=1 to accept events from anyone"
+        )
     click.echo(
         f"recsys API on http://{bind_address(host, port)} ({_shape(worker_class, workers, worker_connections, threads)}); "
         f"Redis {redact(os.environ[URL_ENV])}, prefix {state.layout.prefix!r}; {_readiness(os.environ[URL_ENV], state.layout.live)}",

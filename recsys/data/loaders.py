@@ -41,6 +41,7 @@ from recsys.data.validation import (
     require_column,
     resolve_columns,
     strings_from_codes,
+    check_catalog_overlap,
     validate_catalog,
     validate_interactions,
     validate_tags,
@@ -200,7 +201,7 @@ def load(
         if not catalog_path.is_file():
             raise DataError(f"{catalog_path}: no such catalogue file")
         data.catalog = _load_catalog(catalog_path, data, strict, mapping)
-    _require_rows(data)
+    _require_rows(data, strict)
     _warn_dropped_catalog(data.report, mapping.max_dropped_share)
     return data
 
@@ -225,7 +226,7 @@ def load_frames(
         data.catalog = clean_catalog
         data.report.files.append(catalog_report)
         data.source.catalog = "<catalog>"
-    _require_rows(data)
+    _require_rows(data, strict)
     _warn_dropped_catalog(data.report, mapping.max_dropped_share)
     return data
 
@@ -345,11 +346,13 @@ def _warn_dropped_catalog(report: ValidationReport, max_share: float) -> None:
             log.warning("%s", warning)
 
 
-def _require_rows(data: LoadedData) -> None:
+def _require_rows(data: LoadedData, strict: bool = False) -> None:
     if len(data.interactions) == 0:
         report = data.report.files[0]
         why = ", ".join(f"{reason}: {count}" for reason, count in report.dropped.items()) or "the file has no data rows"
         raise DataError(f"{report.file}: no valid interactions ({why})")
+    check_catalog_overlap(data.report, data.interactions, data.catalog, strict=strict,
+                          catalog_file=data.source.catalog or "catalogue")
 
 
 # ----------------------------------------------------------------- file reading

@@ -28,11 +28,14 @@ import pandas as pd
 import pyarrow as pa
 
 from recsys.data import schema
+from recsys.data.ids import RULE as ID_RULE
+from recsys.data.ids import invalid_ids
 from recsys.data.mapping import DataMapping
 from recsys.errors import DataError
 
 MALFORMED_ROW: Final = "malformed_row"
 MISSING_ID: Final = "missing_id"
+INVALID_ID: Final = "invalid_id"
 MISSING_USER: Final = "missing_user"
 MISSING_VALUE: Final = "missing_value"
 UNPARSEABLE: Final = "unparseable"
@@ -46,6 +49,7 @@ REASONS: Final[dict[str, str]] = {
     MALFORMED_ROW: "wrong number of fields",
     MISSING_ID: "item id is empty",
     MISSING_USER: "user id is empty (a guest line without a customer)",
+    INVALID_ID: "id breaks the id rule the API serves by (length, control characters, type)",
     MISSING_VALUE: "a required value is empty",
     UNPARSEABLE: "value cannot be parsed",
     TIMESTAMP_OUT_OF_RANGE: "timestamp before 1995 or in the future",
@@ -133,12 +137,13 @@ class ValidationReport:
     """Reports of every file read for one data set."""
 
     files: list[FileReport] = field(default_factory=list)
+    #: Problems of the data set as a whole (e.g. a catalogue unrelated to the interactions).
     warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when no row of any file was dropped."""
-        return all(report.ok for report in self.files)
+        """True when no row of any file was dropped and nothing was found wrong as a whole."""
+        return all(report.ok for report in self.files) and not self.warnings
 
     @property
     def dropped(self) -> dict[str, int]:
@@ -536,8 +541,10 @@ def validate_interactions(
 
     out[schema.USER_ID] = as_id(frame[schema.USER_ID])
     checks.append(_Check(MISSING_USER, schema.USER_ID, out[schema.USER_ID].isna().to_numpy(), "empty user id (a guest line?)"))
+    checks.append(_id_rule_check(frame[schema.USER_ID], out[schema.USER_ID], schema.USER_ID))
     out[schema.ITEM_ID] = as_id(frame[schema.ITEM_ID])
     checks.append(_Check(MISSING_ID, schema.ITEM_ID, out[schema.ITEM_ID].isna().to_numpy(), "empty item id"))
+    checks.append(_id_rule_check(frame[schema.ITEM_ID], out[schema.ITEM_ID], schema.ITEM_ID))
 
     if schema.EVENT_TYPE not in frame and mapping.default_event_type is not None:
         frame = frame.copy(deep=False)
@@ -584,6 +591,8 @@ def validate_interactions(
     for column in (schema.SESSION_ID, schema.ORDER_ID):
         if column in frame:
             out[column] = as_id(frame[column])
+            if column == schema.SESSION_ID:
+                checks.append(_id_rule_check(frame[column], out[column], column))
 
     # Cancellations before the negative-quantity check: a return is not a broken line.
     cancels = mapping.cancellations
@@ -643,6 +652,7 @@ def validate_catalog(
     out = pd.DataFrame(index=frame.index)
     out[schema.ITEM_ID] = as_id(frame[schema.ITEM_ID])
     checks.append(_Check(MISSING_ID, schema.ITEM_ID, out[schema.ITEM_ID].isna().to_numpy(), "empty item id"))
+    checks.append(_id_rule_check(frame[schema.ITEM_ID], out[schema.ITEM_ID], schema.ITEM_ID))
     for column in (schema.TITLE, schema.DESCRIPTION, schema.CATEGORY):
         if column in frame:
             out[column] = frame[column].astype("str").str.strip().fillna("")
@@ -694,6 +704,32 @@ def validate_tags(raw: RawTable, *, strict: bool = False, max_issues: int = MAX_
     clean, report = _apply(raw, out, checks, strict=strict, table="tags", max_issues=max_issues)
     report.notes = raw.notes + report.notes
     return clean[[schema.ITEM_ID, "tag"]], report
+
+
+def _id_rule_check(raw: pd.Series, ids: pd.Series, column: str) -> _Check:
+    """The API's id rule (:mod:`recsys.data.ids`) on one id column: what the API could not
+    serve is never published."""
+    return _Check(INVALID_ID, column, invalid_ids(raw, ids), f"id {{value}} is not a valid id ({ID_RULE})")
+
+
+def check_catalog_overlap(data_report: ValidationReport, interactions: pd.DataFrame, catalog: pd.DataFrame | None,
+                          *, strict: bool, catalog_file: str) -> None:
+    """A catalogue that shares no item id with the interactions (wrong column, other shop,
+    ids formatted differently): an error in strict mode, a warning in the report otherwise."""
+    if catalog is None or len(catalog) == 0 or len(interactions) == 0:
+        return
+    catalog_ids = catalog[schema.ITEM_ID].astype(str)
+    interaction_ids = interactions[schema.ITEM_ID].astype(str)
+    if interaction_ids.isin(catalog_ids).any():
+        return
+    message = (
+        f"{catalog_file}: the catalogue shares no item id with the interactions "
+        f"({catalog_ids.nunique()} catalogue items such as {catalog_ids.iloc[0]!r}; interaction items such as "
+        f"{interaction_ids.iloc[0]!r}): check that both files name the same id column"
+    )
+    if strict:
+        raise DataError(message)
+    data_report.warnings.append(message)
 
 
 def _apply(

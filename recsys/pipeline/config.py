@@ -44,6 +44,11 @@ class EventsConfig(Section):
 
     from_redis: bool = Field(False, description="append the events stream to the interactions")
     max_events: int | None = Field(None, ge=1, description="read at most the newest N events; None = all")
+    unknown_items: Literal["drop", "keep"] = Field(
+        "drop",
+        description="events of items in neither the catalogue nor the live version's catalogue: drop "
+        "(stored by the API, never counted into popularity or training) or keep",
+    )
 
 
 class EventArchiveConfig(Section):

@@ -134,3 +134,30 @@ def read_events(
     report["used"] = int(len(frame))
     log.info("read %d events (%d archived) from %s (%d used)", report["read"], report["archived"], layout.events, report["used"])
     return frame, report
+
+
+UNKNOWN_ITEM = "item not in the catalogue"
+
+
+def live_catalog_items(client: redis.Redis, layout: KeyLayout) -> set[str]:
+    """Item ids of the live version's catalogue (empty when nothing is published)."""
+    live = client.get(layout.live)
+    if live is None:
+        return set()
+    version = live.decode() if isinstance(live, bytes) else str(live)
+    return {key.decode("utf-8", "replace") for key in client.hkeys(layout.catalog(version))}
+
+
+def drop_unknown_items(events: pd.DataFrame, known: set[str], report: dict[str, Any]) -> pd.DataFrame:
+    """``events`` without the rows whose item is not in ``known``; counted in ``report``
+    under ``dropped["item not in the catalogue"]`` (first examples kept)."""
+    unknown = ~events[schema.ITEM_ID].astype(str).isin(known).to_numpy()
+    if not unknown.any():
+        return events
+    count = int(unknown.sum())
+    report["dropped"][UNKNOWN_ITEM] = count
+    report["used"] = int(len(events) - count)
+    examples = events.loc[unknown, schema.ITEM_ID].astype(str).unique()[:EXAMPLES]
+    report.setdefault("unknown_items", [str(item) for item in examples])
+    log.warning("%d events of items not in the catalogue left out (e.g. %s)", count, ", ".join(map(str, examples)))
+    return events.loc[~unknown].reset_index(drop=True)

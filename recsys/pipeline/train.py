@@ -409,6 +409,8 @@ def _train_into(
     if config.data.events.from_redis:
         with timer.step("events") as info:
             events, events_report = _read_events(config, events_client)
+            if len(events) and config.data.events.unknown_items == "drop":
+                events = _drop_unknown_items(config, events, events_report, loaded, events_client)
             if len(events):
                 interactions = pd.concat([interactions, events], ignore_index=True)
             info["events"] = len(events)
@@ -599,6 +601,24 @@ def _read_events(config: PipelineConfig, client: redis.Redis | None) -> tuple[pd
         strict=config.data.validation == "strict",
         archive=config.events.archive,
     )
+
+
+def _drop_unknown_items(
+    config: PipelineConfig, events: pd.DataFrame, report: dict[str, Any], loaded: LoadedInput, client: redis.Redis | None
+) -> pd.DataFrame:
+    """Events of items the shop does not list: out of training and popularity (anyone able
+    to post events could otherwise put an invented item into every popular list)."""
+    from recsys.pipeline.events import drop_unknown_items, live_catalog_items
+    from recsys.store.connection import connect
+    from recsys.store.keys import KeyLayout
+
+    known: set[str] = set()
+    if loaded.catalog is not None:
+        known.update(loaded.catalog[schema.ITEM_ID].astype(str))
+    known.update(live_catalog_items(client or connect(config.redis_url()), KeyLayout(config.key_prefix())))
+    if not known:
+        known.update(loaded.interactions[schema.ITEM_ID].astype(str))
+    return drop_unknown_items(events, known, report)
 
 
 def _tombstones(config: PipelineConfig, runs_root: Path, client: redis.Redis | None) -> set[str]:

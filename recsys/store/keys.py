@@ -26,6 +26,11 @@ key                            type    content
 ``{p}ab:experiments``          hash    experiment name -> JSON definition
 ``{p}events``                  stream  logged events (bounded, see ``EVENTS_MAXLEN``)
 ``{p}recent:{user}``           zset    item ids the user just interacted with -> unix time
+``{p}event-id:{id}``           string  an ``event_id`` already stored (expires after
+                                       ``EVENT_ID_TTL_SECONDS``): a retried batch is not
+                                       stored twice
+``{p}events-added``            string  count of entries ever added to the events stream
+                                       (XINFO's ``entries-added`` exists only from Redis 7)
 ``{p}forgotten``               hash    sha256 of a forgotten user id -> unix time of the
                                        erasure (tombstones, applied by every training run)
 ``{p}forgotten:disk``          set     tombstones whose run folders and event archive are
@@ -39,7 +44,8 @@ key                            type    content
 Each entry of the events stream has the string fields ``type`` (one of
 ``recsys.data.schema.EVENT_TYPES``: view, click, add_to_cart, remove_from_cart, purchase,
 rating, impression), ``user_id``, ``session_id``, ``item_id``, ``value``,
-``timestamp`` (unix seconds) and ``recommendation_id``; a missing value is ``""``.
+``timestamp`` (unix seconds), ``recommendation_id`` and ``event_id`` (the client's id of
+the event, for idempotent retries); a missing value is ``""``.
 
 Version metadata (``{p}v:{v}:meta``) is a JSON object with at least::
 
@@ -66,6 +72,9 @@ EVENTS_MAXLEN = 1_000_000
 #: How many recent items per user are kept for real-time exclusion, and for how long.
 RECENT_MAX_ITEMS = 200
 RECENT_TTL_SECONDS = 7 * 24 * 3600
+
+#: How long an ``event_id`` is remembered: a retry within this time is recognised.
+EVENT_ID_TTL_SECONDS = 7 * 24 * 3600
 
 EVENT_FIELDS = ("type", "user_id", "session_id", "item_id", "value", "timestamp", "recommendation_id")
 
@@ -116,6 +125,13 @@ class KeyLayout:
 
     def recent(self, user_id: str) -> str:
         return f"{self.prefix}recent:{user_id}"
+
+    def event_id(self, event_id: str) -> str:
+        return f"{self.prefix}event-id:{event_id}"
+
+    @property
+    def events_added(self) -> str:
+        return f"{self.prefix}events-added"
 
     def user_keys(self, user_id: str) -> list[str]:
         """Every key held for one user alone (removed when the user is forgotten)."""

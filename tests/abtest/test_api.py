@@ -28,7 +28,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
 
 def make_app(redis_url: str, key_prefix: str, **extra: object) -> Flask:
-    config = {"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "ROUTER_REFRESH_SECONDS": 0, **extra}
+    config = {"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "ROUTER_REFRESH_SECONDS": 0, "INGEST_OPEN": True, **extra}
     app = create_app(config)
     app.testing = True
     return app
@@ -36,6 +36,7 @@ def make_app(redis_url: str, key_prefix: str, **extra: object) -> Flask:
 
 @pytest.fixture
 def client(redis_url: str, key_prefix: str, redis_client: redis.Redis) -> Iterator[FlaskClient]:
+    publish_fake(redis_client, KeyLayout(key_prefix))  # experiments are checked against it
     with make_app(redis_url, key_prefix, ADMIN_TOKEN=ADMIN).test_client() as test_client:
         yield test_client
 
@@ -54,10 +55,10 @@ def test_events_one_array_or_wrapped(client: FlaskClient, redis_client: redis.Re
     for body, count in ((click("u1", "i1"), 1), ([click("u1", "i2"), click("u2", "i3")], 2), ({"events": [click("u3", "i4")] * 3}, 3)):
         response = client.post("/v1/events", json=body)
         assert response.status_code == 202, response.json
-        assert response.json == {"accepted": count}
+        assert response.json == {"accepted": count, "stored": count, "duplicates": 0}
     assert redis_client.xlen(layout.events) == 6
     _, fields = redis_client.xrange(layout.events, count=1)[0]
-    assert tuple(k.decode() for k in fields) == EVENT_FIELDS
+    assert tuple(k.decode() for k in fields) == (*EVENT_FIELDS, "event_id")
 
 
 def test_bad_batch_is_rejected_whole_with_indexes(client: FlaskClient, redis_client: redis.Redis, layout: KeyLayout) -> None:
@@ -200,10 +201,9 @@ def test_admin_rejects_invalid_definitions(client: FlaskClient, body: object, fr
 
 
 # ------------------------------------------------------- routing and exclusion
-def test_experiment_routes_requests_and_stop_sends_everyone_to_control(
+def test_experiment_routes_requests_and_stop_routes_nobody(
     client: FlaskClient, redis_client: redis.Redis, layout: KeyLayout
 ) -> None:
-    publish_fake(redis_client, layout)
     assert client.post("/v1/admin/experiments", json=DEFINITION, headers=AUTH).status_code == 201
     experiment = ExperimentStore(redis_client, layout).get("home")
     for user in ("u1", "u2"):
@@ -219,7 +219,6 @@ def test_experiment_routes_requests_and_stop_sends_everyone_to_control(
 
 
 def test_a_click_removes_the_item_from_the_next_list(client: FlaskClient, redis_client: redis.Redis, layout: KeyLayout) -> None:
-    publish_fake(redis_client, layout)
     before = [e["item_id"] for e in client.get("/v1/users/u1/recommendations?model=als").json["items"]]
     clicked, carted = before[0], before[2]
     response = client.post("/v1/events", json=[click("u1", clicked), {"type": "add_to_cart", "user_id": "u1", "item_id": carted}])
@@ -240,9 +239,13 @@ def test_dashboard_login_cookie_and_content(client: FlaskClient, redis_client: r
 
     anonymous = client.get("/dashboard")
     assert anonymous.status_code == 401 and b"admin token" in anonymous.data and b"home" not in anonymous.data
-    assert client.get("/dashboard?token=wrong").status_code == 401
+    assert b'method="post" action="/dashboard/login"' in anonymous.data
+    assert client.post("/dashboard/login", data={"token": "wrong"}).status_code == 401
+    # The failure: a token in the URL (written to the access log) logged in.
+    in_url = client.get("/dashboard?token=" + ADMIN)
+    assert in_url.status_code == 400 and "Set-Cookie" not in in_url.headers
 
-    login = client.get("/dashboard?token=" + ADMIN)
+    login = client.post("/dashboard/login", data={"token": ADMIN})
     assert login.status_code == 303 and login.headers["Location"] == "/dashboard"
     cookie = login.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and ADMIN not in cookie

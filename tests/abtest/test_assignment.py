@@ -10,6 +10,7 @@ import redis
 from scipy import stats
 
 from recsys.abtest.assignment import assign, assign_many, unit_hash
+from recsys.errors import RecsysError
 from recsys.abtest.experiments import Experiment, ExperimentStore, Variant
 from recsys.abtest.router import ExperimentRouter
 from recsys.store.keys import KeyLayout
@@ -76,7 +77,7 @@ def store(redis_client: redis.Redis, key_prefix: str) -> ExperimentStore:
     return ExperimentStore(redis_client, KeyLayout(key_prefix))
 
 
-def test_router_routes_running_and_sends_everyone_to_control_once_stopped(
+def test_router_routes_running_and_nobody_once_stopped(
     store: ExperimentStore, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     exp = experiment([1, 1], start=time.time() - 10)
@@ -84,27 +85,51 @@ def test_router_routes_running_and_sends_everyone_to_control_once_stopped(
     router = ExperimentRouter(redis_client, KeyLayout(key_prefix), refresh_seconds=60)
     users = IDS[:400]
     routed = [router.route(u) for u in users]
-    assert all(r is not None and r.active and r.experiment == "exp" for r in routed)
+    assert all(r is not None and r.experiment == "exp" and not r.broken for r in routed)
     assert [r.variant for r in routed] == assign_many(exp, users).tolist()
     assert {r.variant for r in routed} == {"v0", "v1"}
     assert {r.model for r in routed if r.variant == "v1"} == {"m1"}
 
+    # The failure: a stopped experiment sent everyone to its control's model for good.
     store.stop("exp")
     router.invalidate()
-    after = [router.route(u) for u in users]
-    assert all(r is not None and not r.active and r.variant == "v0" and r.model == "m0" for r in after)
+    assert [router.route(u) for u in users] == [None] * len(users)
 
 
-def test_router_uses_control_after_end_and_nothing_before_start(store: ExperimentStore, redis_client: redis.Redis, key_prefix: str) -> None:
+def test_router_routes_nobody_after_end_or_before_start(store: ExperimentStore, redis_client: redis.Redis, key_prefix: str) -> None:
     now = time.time()
     store.create(experiment([1, 1], start=now - 100, end=now - 50))
     router = ExperimentRouter(redis_client, KeyLayout(key_prefix), refresh_seconds=0)
-    routing = router.route("user-1")
-    assert routing is not None and routing.variant == "v0" and not routing.active
+    assert router.route("user-1") is None
 
     store.delete("exp")
     store.create(experiment([1, 1], start=now + 3600))
     assert router.route("user-1") is None
+
+
+def test_placements_run_side_by_side_with_independent_assignment(
+    store: ExperimentStore, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    now = time.time()
+    home = Experiment(name="home", placement="home", start=now - 1,
+                      variants=[Variant(name="a", model="m0"), Variant(name="b", model="m1")])
+    product = Experiment(name="product", placement="product", start=now - 1,
+                         variants=[Variant(name="a", model="m0"), Variant(name="b", model="m1")])
+    store.create(home)
+    store.create(product)
+    with pytest.raises(RecsysError, match="still running on placement 'home'"):
+        store.create(Experiment(name="home2", placement="home", variants=home.variants))
+    router = ExperimentRouter(redis_client, KeyLayout(key_prefix), refresh_seconds=60)
+    users = IDS[:4000]
+    on_home = np.array([router.route(u, placement="home").variant for u in users])  # type: ignore[union-attr]
+    on_product = np.array([router.route(u, placement="product").variant for u in users])  # type: ignore[union-attr]
+    assert router.route("u", placement="basket") is None and router.route("u") is None
+    table = np.array([[((on_home == a) & (on_product == b)).sum() for b in "ab"] for a in "ab"])
+    assert stats.chi2_contingency(table).pvalue > 1e-3  # independent across placements
+    assert (on_home != on_product).mean() > 0.4
+    # Once the home experiment is stopped another may start there.
+    store.stop("home")
+    store.create(Experiment(name="home2", placement="home", variants=home.variants))
 
 
 def test_session_experiment_needs_a_session(store: ExperimentStore, redis_client: redis.Redis, key_prefix: str) -> None:

@@ -14,10 +14,12 @@ from recsys.abtest.experiments import ExperimentStore
 from recsys.cli.ab import parse_variant
 from recsys.cli.main import cli, main
 from recsys.store.keys import KeyLayout
+from tests.abtest.published import publish_meta
 
 
 @pytest.fixture
 def run(redis_url: str, key_prefix: str, redis_client: redis.Redis):  # noqa: ANN201 - returns a callable
+    publish_meta(redis_client, KeyLayout(key_prefix), "v1", ["als", "ease", "itemknn"])
     runner = CliRunner()
 
     def invoke(*args: str):  # noqa: ANN202
@@ -49,7 +51,9 @@ def test_create_list_stop(run, redis_client: redis.Redis, key_prefix: str) -> No
     assert [e["name"] for e in listed] == ["home"] and listed[0]["active"] is True
 
     result = run("create", "second", "--variant", "a=als", "--variant", "b=ease")
-    assert result.exit_code != 0 and "still running" in str(result.exception)  # one running experiment at a time
+    assert result.exit_code != 0 and "still running" in str(result.exception)  # one running experiment per placement
+    elsewhere = run("create", "second", "--variant", "a=als", "--variant", "b=ease", "--placement", "product")
+    assert elsewhere.exit_code == 0 and "on placement product" in elsewhere.output
 
     stopped = json.loads(run("stop", "home", "--json").output)
     assert stopped["status"] == "stopped" and stopped["stopped_at"] is not None

@@ -38,7 +38,17 @@ pytestmark = [
 @pytest.fixture
 def server(redis_url: str, key_prefix: str, redis_client: redis.Redis) -> Iterator[str]:
     app = create_app({"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "ADMIN_TOKEN": ADMIN})
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+
+    def authenticating_proxy(environ: dict, start_response: object) -> object:
+        """What a reverse proxy in front of the dashboard does: add the bearer header
+        (requests to /signed-in/...; the token is never part of a URL)."""
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/signed-in/"):
+            environ["PATH_INFO"] = path.removeprefix("/signed-in")
+            environ["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN}"
+        return app(environ, start_response)
+
+    httpd = make_server("127.0.0.1", 0, authenticating_proxy, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_port}"
@@ -94,7 +104,7 @@ def test_dashboard_renders_in_chromium(server: str, redis_client: redis.Redis, k
     denied = chromium("--dump-dom", f"{server}/dashboard", profile=tmp_path / "p1")
     assert "admin token" in denied.stdout and "homepage-ranking" not in denied.stdout
 
-    result = chromium("--dump-dom", f"{server}/dashboard?token={ADMIN}", profile=tmp_path / "p2")
+    result = chromium("--dump-dom", f"{server}/signed-in/dashboard", profile=tmp_path / "p2")
     dom = result.stdout
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'data-experiment="homepage-ranking"' in dom and 'data-experiment="checkout-widget"' in dom
@@ -103,7 +113,7 @@ def test_dashboard_renders_in_chromium(server: str, redis_client: redis.Redis, k
     assert 'class="sig-up"' in dom  # treatment's CTR lift is significant
 
     shot = tmp_path / "dashboard.png"
-    result = chromium(f"--screenshot={shot}", "--window-size=1200,900", f"{server}/dashboard?token={ADMIN}", profile=tmp_path / "p3")
+    result = chromium(f"--screenshot={shot}", "--window-size=1200,900", f"{server}/signed-in/dashboard", profile=tmp_path / "p3")
     assert shot.exists(), result.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
     if SCREENSHOT_COPY:

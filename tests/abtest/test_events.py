@@ -42,7 +42,7 @@ def test_defaults_and_normalisation() -> None:
     assert (event.user_id, event.item_id, event.session_id) == ("42", "7", "")
     assert event.value == 19.0 and event.timestamp == NOW
     fields = event.stream_fields()
-    assert tuple(fields) == EVENT_FIELDS
+    assert tuple(fields) == (*EVENT_FIELDS, "event_id")
     assert fields["value"] == "19.0" and fields["recommendation_id"] == ""
 
 
@@ -73,7 +73,9 @@ def test_timestamps_in_seconds_or_iso(raw: object, expected: int) -> None:
         ({"type": "click", "item_id": "i"}, "user_id", "user_id or session_id"),
         ({"type": "click", "user_id": "u"}, "item_id", "required"),
         ({"type": "click", "user_id": "", "item_id": "i"}, "user_id", "empty"),
-        ({"type": "click", "user_id": "u" * 129, "item_id": "i"}, "user_id", "longer than 128"),
+        ({"type": "click", "user_id": "u" * 257, "item_id": "i"}, "user_id", "longer than 256"),
+        ({"type": "click", "user_id": "a\nb", "item_id": "i"}, "user_id", "line breaks"),
+        ({"type": "click", "user_id": "u", "item_id": "i", "event_id": ""}, "event_id", "empty"),
         ({"type": "click", "user_id": " u", "item_id": "i"}, "user_id", "whitespace"),
         ({"type": "click", "user_id": ["u"], "item_id": "i"}, "user_id", "must be a string"),
         ({"type": "click", "user_id": True, "item_id": "i"}, "user_id", "must be a string"),
@@ -154,14 +156,14 @@ def test_write_appends_stream_entries_with_the_fixed_fields(redis_client: redis.
         ],
         now=now,
     )
-    ids = write_events(redis_client, layout, events)
-    assert len(ids) == 2
+    result = write_events(redis_client, layout, events)
+    assert (result.stored, result.duplicates) == (2, 0)
     entries = redis_client.xrange(layout.events)
-    assert [e[0].decode() for e in entries] == ids
+    assert len(entries) == 2
     first, second = (dict((k.decode(), v.decode()) for k, v in e[1].items()) for e in entries)
-    assert tuple(first) == EVENT_FIELDS
+    assert tuple(first) == (*EVENT_FIELDS, "event_id")
     assert first == {"type": "impression", "user_id": "u1", "session_id": "", "item_id": "a", "value": "",
-                     "timestamp": "1750000000.25", "recommendation_id": "r1"}
+                     "timestamp": "1750000000.25", "recommendation_id": "r1", "event_id": ""}
     assert second["value"] == "12.5" and second["user_id"] == "" and second["timestamp"] == "1749999940.25"
 
 

@@ -47,7 +47,7 @@ class FlaskTransport:
 
 @pytest.fixture
 def client(redis_url: str, key_prefix: str, redis_client: redis.Redis) -> FlaskClient:
-    app = create_app({"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "ADMIN_TOKEN": ADMIN, "ROUTER_REFRESH_SECONDS": 0})
+    app = create_app({"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "ADMIN_TOKEN": ADMIN, "ROUTER_REFRESH_SECONDS": 0, "INGEST_OPEN": True})
     return app.test_client()
 
 
@@ -112,7 +112,8 @@ def test_events_through_the_api_reach_the_next_pipeline_run(
 
     interactions, catalog = cluster_interactions()
     config = parse_config({
-        "data": {"events": {"from_redis": True}},
+        # Items outside the catalogue count only when asked for (by default they are dropped).
+        "data": {"events": {"from_redis": True, "unknown_items": "keep"}},
         "models": {"popular": {"mode": "weight", "trending_weight": 0.0}},
         "lists": {"together": False, "popular_by_category": False, "user_n": 5, "popular_n": 5},
     })

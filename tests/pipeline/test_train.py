@@ -248,6 +248,34 @@ def test_events_from_redis_close_the_loop(
         train(strict, tmp_path / "strict", data=LoadedInput(interactions, catalog), events_client=redis_client)
 
 
+@pytest.mark.parametrize("policy", ["drop", "keep"])
+def test_events_of_items_outside_the_catalogue(
+    frames: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, redis_client: redis.Redis, key_prefix: str, policy: str
+) -> None:
+    """2,000 events from 1,000 invented users on an invented item: stored by the API, but
+    neither trained on nor counted into popularity unless unknown_items = "keep"."""
+    from recsys.abtest.events import validate_events, write_events
+
+    interactions, catalog = frames
+    layout = KeyLayout(key_prefix)
+    flood = [{"type": "purchase", "user_id": f"bot{k % 1000}", "item_id": "invented", "value": 1} for k in range(2000)]
+    for start in range(0, len(flood), 500):
+        write_events(redis_client, layout, validate_events(flood[start : start + 500]))
+    known = catalog["item_id"].astype(str).iloc[0]
+    write_events(redis_client, layout, validate_events({"type": "click", "user_id": "real", "item_id": known}))
+    config = config_for(models={"popular": {}}, data={"events": {"from_redis": True, "unknown_items": policy}},
+                        redis={"key_prefix": key_prefix})
+    run = RunFolder(train(config, tmp_path, data=LoadedInput(interactions, catalog), events_client=redis_client, show_progress=False))
+    items = run.items()
+    if policy == "drop":
+        assert "invented" not in items and "real" in run.users()
+        assert run.metadata["events"]["dropped"] == {"item not in the catalogue": 2000}
+        assert run.metadata["events"]["used"] == 1
+    else:
+        assert "invented" in items
+        assert run.metadata["events"]["used"] == 2001
+
+
 def test_events_newest_n(redis_client: redis.Redis, key_prefix: str) -> None:
     from recsys.pipeline.events import read_events
 

@@ -53,7 +53,7 @@ def config(tmp_path: Path, redis_url: str, prefix: str) -> PipelineConfig:
 def app_for(redis_url: str, prefix: str, tmp_path: Path | None = None) -> Flask:
     from serving import create_app
 
-    settings = {"REDIS_URL": redis_url, "KEY_PREFIX": prefix, "TESTING": True, "ADMIN_TOKEN": ADMIN}
+    settings = {"REDIS_URL": redis_url, "KEY_PREFIX": prefix, "TESTING": True, "ADMIN_TOKEN": ADMIN, "INGEST_OPEN": True}
     if tmp_path is not None:
         settings.update({"FORGET_RUNS": str(tmp_path / "runs"), "FORGET_ARCHIVE": str(tmp_path / "events")})
     return create_app(settings)

@@ -39,7 +39,7 @@ def make_app(redis_url: str, key_prefix: str) -> Callable[..., Flask]:
     def make(**overrides: Any) -> Flask:
         from serving import create_app
 
-        config = {"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "TESTING": True}
+        config = {"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "TESTING": True, "INGEST_OPEN": True}
         config.update({k.upper(): v for k, v in overrides.items()})
         return create_app(config)
 
@@ -95,6 +95,7 @@ def start_server(
     """Start ``recsys serve`` on a free port and wait until /healthz answers (<= 30 s)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.setdefault("RECSYS_INGEST_OPEN", "1")  # servers of the tests take events from anyone
     env.update(env_overrides)
     env["PYTHONPATH"] = str(REPO_ROOT)
     command = [

@@ -231,3 +231,49 @@ def test_server_log_has_no_tracebacks_or_patch_warnings(which: str, request: pyt
     assert "Traceback" not in logs
     assert "MonkeyPatchWarning" not in logs  # gevent patched before redis and ssl were imported
 
+
+
+def raw_request(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (no client library would send these) and read the answer."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize("which", ["server", "threaded_server"])
+def test_gunicorn_limits_answer_json(which: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue(which).url
+    cases = [
+        (b"GET /v1/popular?x=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /v1/popular HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+        (b"NOT A REQUEST\r\n\r\n", 400),
+    ]
+    for data, status in cases:
+        # The failure: gunicorn's own HTML pages.
+        got, headers, body = raw_request(url, data)
+        assert got == status, (got, body[:200])
+        assert headers.get("Content-Type") == "application/json", headers
+        assert orjson.loads(body)["error"]["status"] == status
+    # Within the API's own limits a long query reaches Flask (its answer is JSON too).
+    exclude = ",".join(f"item-{k:04d}" for k in range(100))
+    got, headers, body = raw_request(url, f"GET /v1/users/u1/recommendations?exclude={exclude} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    assert got == 200 and headers.get("Content-Type") == "application/json"
+
+
+def test_invalid_utf8_path_over_http(server: Server) -> None:
+    for path in ("/v1/users/%FF%FE/recommendations", "/v1/users/a%0Ab/recommendations"):
+        status, headers, body = get(server.url + path)
+        assert status == 400 and orjson.loads(body)["error"]["field"] == "user_id", (path, status, body[:200])
