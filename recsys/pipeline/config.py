@@ -29,6 +29,8 @@ DataFormat = Literal["auto", "csv", "parquet", "movielens-100k", "movielens-late
 # Left out of the default similar-items lists: popular ranks every item alike, and the
 # rules model's item lists are published as bought-together.
 NOT_SIMILAR = frozenset({"popular", "rules"})
+# The models the Spark backend (recsys.spark) runs; any other is refused before work starts.
+SPARK_MODELS = ("als", "rules", "popular", "itemknn")
 
 
 class Section(BaseModel):
@@ -62,6 +64,25 @@ class TrainingConfig(Section):
     )
     basket_event_types: list[str] | None = Field(None, description="event types that form baskets; None = all")
     trending_half_life_days: float = Field(7.0, gt=0)
+    backend: Literal["local", "spark"] = Field(
+        "local", description="local = this machine (numpy, implicit); spark = a Spark cluster ([spark] section)"
+    )
+
+
+class SparkConfig(Section):
+    """``[spark]``: the Spark session of ``[training] backend = "spark"`` (see docs/spark.md).
+
+    ``conf`` is passed to the session builder as it is (``spark.executor.memory``,
+    ``spark.archives`` for a packed Python environment, ``spark.kubernetes.container.image``...).
+    """
+
+    master: str = Field("local[*]", description="local[*], spark://host:7077, yarn, k8s://https://host:443")
+    app_name: str = Field("recsys", min_length=1)
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Spark properties, passed through")
+    als_reg_param: float = Field(
+        0.05, ge=0, description="MLlib ALS regParam (scaled by each user's and item's count, unlike implicit's)"
+    )
+    user_block_rows: int = Field(2048, ge=1, description="users per block when top-N lists are scored on executors")
 
 
 class ListsConfig(Section):
@@ -133,6 +154,7 @@ class PipelineConfig(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     models: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"popular": {}})
     lists: ListsConfig = Field(default_factory=ListsConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
@@ -147,6 +169,8 @@ class PipelineConfig(Section):
             unknown = [m for m in chosen or [] if m not in self.models]
             if unknown:
                 raise ValueError(f"{key}: {unknown} not configured (configured models: {', '.join(names)})")
+        if self.training.backend == "spark":
+            _check_spark_models(self.models)
         users = self.user_models()
         if self.publish.default_model is not None and self.publish.default_model not in users:
             raise ValueError(
@@ -195,6 +219,23 @@ class PipelineConfig(Section):
         document = self.model_dump()
         document["data"] = data
         return parse_config(document, source="command line")
+
+
+def _check_spark_models(models: dict[str, dict[str, Any]]) -> None:
+    """Refuse, before any work, what the Spark backend does not run (ValueError naming the key)."""
+    for name, params in models.items():
+        if name not in SPARK_MODELS:
+            raise ValueError(
+                f"models.{name}: not run by training.backend = \"spark\" (Spark runs: {', '.join(SPARK_MODELS)})"
+            )
+        params = params if isinstance(params, dict) else {}
+        if name == "rules" and params.get("max_itemset_size", 2) != 2:
+            raise ValueError("models.rules.max_itemset_size: Spark mines pair rules only (set it to 2)")
+        if name == "itemknn" and params.get("similarity", "bm25") != "cosine":
+            raise ValueError(
+                "models.itemknn.similarity: Spark computes exact cosine only "
+                f"(got {params.get('similarity', 'bm25')!r}, the local default is bm25; set \"cosine\")"
+            )
 
 
 def _model_config(name: str, params: dict[str, Any]) -> ModelConfig:
@@ -280,7 +321,8 @@ def load_config(path: str | Path | None) -> PipelineConfig:
 
 def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
     def resolved(value: str | None) -> str | None:
-        if value and not Path(value).expanduser().is_absolute():
+        # URIs (hdfs://, s3a://, file://) are read by Spark as they are.
+        if value and "://" not in value and not Path(value).expanduser().is_absolute():
             return str(base / value)
         return value
 
