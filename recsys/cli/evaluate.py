@@ -79,6 +79,10 @@ def _emit(document: dict[str, Any], json_out: str | None, table: str) -> None:
 @click.option("--k", "k", type=int, default=10, show_default=True, help="List length scored.")
 @click.option("--rating-metrics", is_flag=True, help="Also RMSE/MAE for models that predict ratings.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False, path_type=Path), help="Draw a PNG chart comparing the models.")
+@click.option(
+    "--backend", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+    help="Fit on this machine or on Spark (als, itemknn, rules, popular; --param spark.master=..., spark.als_reg_param=...).",
+)
 def evaluate(
     data_path: Path,
     fmt: str,
@@ -98,6 +102,7 @@ def evaluate(
     k: int,
     rating_metrics: bool,
     plot_out: Path | None,
+    backend: str,
 ) -> None:
     """Compare models offline on a held-out split: one row per model, one column per metric."""
     from recsys.evaluation.report import format_table, plot_comparison
@@ -114,6 +119,12 @@ def evaluate(
         model_params.setdefault(model, {})[parameter] = parse_value(value)
     if k < 1:
         raise ConfigError(f"--k must be >= 1, got {k}")
+    spark_params = model_params.pop("spark", {})
+    if spark_params and backend != "spark":
+        raise ConfigError("--param spark.*: only with --backend spark")
+    if backend == "spark":
+        _evaluate_on_spark(names, model_params, spark_params, locals())
+        return
     factories = model_factories(names, model_params)
     spec = _split_spec(method, test_size, leave_k, folds, cut, seed)
     settings = EvaluationSettings(
@@ -138,6 +149,50 @@ def evaluate(
     _emit(document, json_out, header + format_table(document["models"]))
     if plot_out:
         plot_comparison(document, plot_out, title=f"{dataset.get('name', '')}: {method} split, k={k}")
+    failed = result.errors()
+    if failed:
+        messages = [e if e.startswith(f"{n}:") else f"{n}: {e}" for n, e in failed.items()]
+        raise ModelError(f"{len(failed)} model(s) failed: " + "; ".join(messages))
+
+
+def _evaluate_on_spark(names: list[str], model_params: dict[str, dict[str, Any]], spark_params: dict[str, Any], options: dict[str, Any]) -> None:
+    """``evaluate --backend spark``: the same split and metrics, the models fitted on Spark."""
+    from recsys.pipeline.config import SparkConfig
+    from recsys.spark.evaluate import spark_factories
+    from recsys.spark.session import spark_session
+
+    try:
+        spark_config = SparkConfig(**spark_params)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise ConfigError(f"--param spark.{'.'.join(map(str, problem['loc']))}: {problem['msg']}") from None
+    with spark_session(spark_config) as spark:
+        factories = spark_factories(names, model_params, spark, spark_config)
+        _run_and_report(factories, options, suffix=" (spark)")
+
+
+def _run_and_report(factories: dict[str, Any], options: dict[str, Any], suffix: str = "") -> None:
+    from recsys.evaluation.report import format_table, plot_comparison
+
+    spec = _split_spec(options["method"], options["test_size"], options["leave_k"], options["folds"], options["cut"], options["seed"])
+    settings = EvaluationSettings(
+        k=options["k"], relevance_threshold=parse_relevance(options["relevance"]),
+        rating_metrics=options["rating_metrics"], cold_users=options["cold_users"],
+    )  # fmt: skip
+    loaded = load_input(options["data_path"], options["fmt"], options["catalog"])
+    result = run_evaluation(
+        loaded.interactions, factories, catalog=loaded.catalog, split=spec, settings=settings,
+        dataset_info={**loaded.info, "backend": "spark" if suffix else "local"}, progress=options["progress"],
+    )  # fmt: skip
+    document = result.to_dict()
+    dataset = document["dataset"]
+    header = (
+        f"{dataset.get('name', options['data_path'])}{suffix}: {dataset['interactions']} interactions, "
+        f"{dataset['users']} users, {dataset['items']} items\n{_split_line(document['split'])}\n"
+    )
+    _emit(document, options["json_out"], header + format_table(document["models"]))
+    if options["plot_out"]:
+        plot_comparison(document, options["plot_out"], title=f"{dataset.get('name', '')}: {options['method']} split, k={options['k']}")
     failed = result.errors()
     if failed:
         messages = [e if e.startswith(f"{n}:") else f"{n}: {e}" for n, e in failed.items()]

@@ -29,6 +29,7 @@ DataFormat = Literal["auto", "csv", "parquet", "movielens-100k", "movielens-late
 # Left out of the default similar-items lists: popular ranks every item alike, and the
 # rules model's item lists are published as bought-together.
 NOT_SIMILAR = frozenset({"popular", "rules"})
+BACKENDS = ("local", "spark")
 # The models the Spark backend (recsys.spark) runs; any other is refused before work starts.
 SPARK_MODELS = ("als", "rules", "popular", "itemknn")
 
@@ -170,7 +171,7 @@ class PipelineConfig(Section):
             if unknown:
                 raise ValueError(f"{key}: {unknown} not configured (configured models: {', '.join(names)})")
         if self.training.backend == "spark":
-            _check_spark_models(self.models)
+            check_spark_models(self.models)
         users = self.user_models()
         if self.publish.default_model is not None and self.publish.default_model not in users:
             raise ValueError(
@@ -205,6 +206,15 @@ class PipelineConfig(Section):
         """Command line, then ``RECSYS_KEY_PREFIX``, then the file, then ``recsys:``."""
         return override or os.environ.get(PREFIX_ENV) or self.redis.key_prefix or DEFAULT_PREFIX
 
+    def with_backend(self, backend: str | None) -> PipelineConfig:
+        """A copy trained by ``backend`` (``--backend``), re-validated (Spark refuses the
+        models it does not run)."""
+        if backend is None or backend == self.training.backend:
+            return self
+        document = self.model_dump()
+        document["training"] = {**document["training"], "backend": backend}
+        return parse_config(document, source="command line")
+
     def with_data(self, path: str | None = None, format: str | None = None) -> PipelineConfig:
         """A copy whose data source is overridden (``--data`` / ``--format``), re-validated."""
         if path is None and format is None:
@@ -221,7 +231,7 @@ class PipelineConfig(Section):
         return parse_config(document, source="command line")
 
 
-def _check_spark_models(models: dict[str, dict[str, Any]]) -> None:
+def check_spark_models(models: dict[str, dict[str, Any]]) -> None:
     """Refuse, before any work, what the Spark backend does not run (ValueError naming the key)."""
     for name, params in models.items():
         if name not in SPARK_MODELS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,17 @@ def run_pipeline(
     prefix: str | None = None,
     data: LoadedInput | None = None,
     show_progress: bool | None = None,
+    trainer: Callable[[PipelineConfig, str | Path | None], Path] | None = None,
 ) -> PipelineResult:
     """Train, then publish the run as the new live version.
 
     Redis is reached first, so an unreachable server fails in seconds, before any training.
+    ``trainer(config, out)`` replaces the local training run (the Spark backend's).
     """
     client, layout = connect_store(config, redis_url, prefix)
-    run_dir = train(config, out, data=data, events_client=client, show_progress=show_progress)
+    if trainer is not None:
+        run_dir = trainer(config, out)
+    else:
+        run_dir = train(config, out, data=data, events_client=client, show_progress=show_progress)
     result = make_publisher(config, client, layout, show_progress=show_progress).publish_run(run_dir)
     return PipelineResult(run_dir, result)
