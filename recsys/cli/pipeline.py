@@ -80,16 +80,20 @@ def _show_progress() -> bool | None:
 
 
 def _print_run(run_dir: Path, as_json: bool) -> None:
-    from recsys.pipeline.artifacts import RunFolder
+    from recsys.pipeline.artifacts import METADATA_FILE
 
-    metadata = RunFolder(run_dir).metadata
+    # Read as JSON: runs of either backend (and run format) are printed alike.
+    with open(run_dir / METADATA_FILE, encoding="utf-8") as handle:
+        metadata = json.load(handle)
     if as_json:
-        _echo_json({"run_dir": str(run_dir), **{k: metadata[k] for k in ("run", "fingerprint", "counts", "timings", "lists", "skipped", "default_model", "evaluation")}})
+        keys = ("run", "backend", "fingerprint", "counts", "timings", "lists", "skipped", "default_model", "evaluation")
+        _echo_json({"run_dir": str(run_dir), **{k: metadata.get(k) for k in keys}})
         return
     click.echo(f"run {metadata['run']}: {run_dir}")
     counts = metadata["counts"]
-    click.echo(f"{counts['users']} users, {counts['items']} items, {counts['interactions']} interactions; fingerprint {metadata['fingerprint']}")
-    rows = [[e["kind"], e.get("model") or "", e["rows"], e["non_empty"], e["n"]] for e in metadata["lists"]]
+    fingerprint = f"; fingerprint {metadata['fingerprint']}" if metadata.get("fingerprint") else ""
+    click.echo(f"{counts['users']} users, {counts['items']} items, {counts['interactions']} interactions{fingerprint}")
+    rows = [[e["kind"], e.get("model") or "", e["rows"], e.get("non_empty", e["rows"]), e["n"]] for e in metadata["lists"]]
     click.echo(_table(["list", "model", "rows", "non-empty", "n"], rows))
     for name, reason in metadata.get("skipped", {}).items():
         click.echo(f"skipped {name}: {reason}")
