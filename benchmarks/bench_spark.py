@@ -1,6 +1,12 @@
 """Spark backend figures: ALS's regParam chosen on a validation split, and both backends
 side by side on the same data.
 
+``compare``: runs each command given after ``--`` (separated by ``;;``) and reports its wall
+time and the peak resident memory of its whole process tree (driver JVM, executors and
+Python workers summed, sampled every 0.2 s), with the largest single process beside:
+
+    python benchmarks/bench_spark.py compare -- recsys evaluate ... ;; recsys evaluate ... --backend spark
+
 ``als-validation``: ML-100K split as the README's protocol (stratified 75/25, seed 42); the
 train part is split again the same way (seed 0) into train'/validation; every
 (regParam, alpha) pair of the grid is fitted on train' on Spark and scored on validation
@@ -48,7 +54,58 @@ def als_validation(master: str, reg_params: list[float], alphas: list[float]) ->
     return rows
 
 
+def measure(command: list[str]) -> dict[str, object]:
+    """Wall time and peak RSS (tree sum, largest process) of one command."""
+    import subprocess
+
+    import psutil
+
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    root = psutil.Process(process.pid)
+    peak_sum = peak_one = 0
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            sizes = []
+            for member in tree:
+                try:
+                    sizes.append(member.memory_info().rss)
+                except psutil.Error:
+                    pass
+            peak_sum, peak_one = max(peak_sum, sum(sizes)), max(peak_one, max(sizes, default=0))
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    output = process.stdout.read() if process.stdout else ""
+    return {
+        "command": " ".join(command),
+        "exit": process.returncode,
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_tree_mb": round(peak_sum / 2**20),
+        "peak_process_mb": round(peak_one / 2**20),
+        "output": output[-2000:],
+    }
+
+
 def main() -> None:
+    import sys
+
+    argv = sys.argv[1:]
+    if argv and argv[0] == "compare":
+        rest = argv[argv.index("--") + 1 :] if "--" in argv else []
+        commands, current = [], []
+        for word in rest:
+            if word == ";;":
+                commands.append(current)
+                current = []
+            else:
+                current.append(word)
+        if current:
+            commands.append(current)
+        for command in commands:
+            print(json.dumps(measure(command)), flush=True)
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["als-validation"])
     parser.add_argument("--master", default="local[2]")

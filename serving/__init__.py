@@ -27,10 +27,11 @@ from typing import Any
 
 import redis
 from flask import Flask, current_app
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from recsys.data.schema import EVENT_TYPES
 from recsys.errors import ConfigError
 from recsys.store.keys import DEFAULT_PREFIX, KeyLayout
 
@@ -44,6 +45,7 @@ BLUEPRINTS: list[str] = [
     "serving.events:bp",
     "serving.admin:bp",
     "serving.dashboard:bp",
+    "serving.console:bp",
 ]
 
 EXTENSION = "recsys"
@@ -68,6 +70,18 @@ class Settings(BaseModel):
     max_content_length: int = Field(1024 * 1024, ge=1024, description="largest request body, bytes")
     admin_token: str | None = Field(None, description="bearer token of /v1/admin (unset: admin off)")
     ingest_token: str | None = Field(None, description="bearer token of POST /v1/events (unset: open)")
+    event_types: dict[str, str] = Field(
+        default_factory=dict,
+        description='the shop\'s event names -> ours, as [data.event_types] (JSON, e.g. {"pv": "view"})',
+    )
+
+    @field_validator("event_types")
+    @classmethod
+    def _known_event_types(cls, mapping: dict[str, str]) -> dict[str, str]:
+        bad = sorted(target for target in mapping.values() if target not in EVENT_TYPES)
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an event type (allowed: {', '.join(EVENT_TYPES)})")
+        return mapping
 
     @model_validator(mode="after")
     def _default_within_max(self) -> Settings:

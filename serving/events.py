@@ -1,4 +1,8 @@
-"""``POST /v1/events``: event ingestion (impressions, clicks, carts, purchases, ratings).
+"""``POST /v1/events``: event ingestion (views, clicks, carts, purchases, ratings, impressions).
+
+Event types are the batch job's (:data:`recsys.data.schema.EVENT_TYPES`), read the same way
+(spellings normalised; the shop's own names mapped by ``RECSYS_EVENT_TYPES``, a JSON
+object such as ``{"pv": "view"}``, the API's copy of ``[data.event_types]``).
 
 The body is one event object, an array of events, or ``{"events": [...]}``. The whole
 batch is validated first (400 lists the index, field and reason of every bad event) and
@@ -73,7 +77,7 @@ def post_events() -> Response:
         REJECTED.labels("invalid").inc()
         return api_error(400, f"request body is not valid JSON: {error}")
     try:
-        events = validate_events(payload, now=time.time())
+        events = validate_events(payload, now=time.time(), event_types=services().settings.event_types)
     except BatchTooLargeError as error:
         return _too_large(str(error))
     except EventValidationError as error:

@@ -3,6 +3,8 @@ live version published), ``/metrics`` (Prometheus text)."""
 
 from __future__ import annotations
 
+import time
+
 import redis
 from flask import Blueprint, Response
 
@@ -48,6 +50,28 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text exposition (all gunicorn workers added up)."""
+    """Prometheus text exposition (all gunicorn workers added up), plus the live version's age."""
     body, content_type = api_metrics.render()
-    return Response(body, content_type=content_type)
+    return Response(body + live_version_age_text(), content_type=content_type)
+
+
+def live_version_age_text() -> bytes:
+    """``recsys_live_version_age_seconds``, computed at scrape time from Redis.
+
+    Left out when Redis does not answer or nothing is published: an ``absent()`` alert then
+    fires, and the scrape itself never fails because of Redis.
+    """
+    state = services()
+    try:
+        live = state.client.get(state.layout.live)
+        published = state.client.zscore(state.layout.versions, live) if live is not None else None
+    except (redis.RedisError, StoreError):
+        return b""
+    if published is None:
+        return b""
+    age = max(0.0, time.time() - float(published))
+    return (
+        b"# HELP recsys_live_version_age_seconds Seconds since the live version was published.\n"
+        b"# TYPE recsys_live_version_age_seconds gauge\n"
+        b"recsys_live_version_age_seconds %.3f\n" % age
+    )

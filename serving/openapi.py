@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app
 
 from recsys import __version__
+from recsys.data.schema import EVENT_TYPES
 from serving.errors import json_response
 
 bp = Blueprint("openapi", __name__)
@@ -155,7 +156,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["type", "item_id"],
         "properties": {
-            "type": {"type": "string", "enum": ["impression", "click", "add_to_cart", "purchase", "rating"]},
+            "type": {"type": "string", "enum": list(EVENT_TYPES), "description": "or a shop name mapped by RECSYS_EVENT_TYPES"},
             "user_id": {"type": "string"},
             "session_id": {"type": "string"},
             "item_id": {"type": "string"},
@@ -337,7 +338,7 @@ _EXPERIMENT_ANSWER = _json({"allOf": [_ref("Experiment"), {"type": "object", "pr
 AB_PATHS: dict[str, Any] = {
     "/v1/events": {
         "post": {
-            "summary": "Log events (impressions, clicks, carts, purchases, ratings)",
+            "summary": "Log events (views, clicks, carts, purchases, ratings, impressions)",
             "description": (
                 "One event, an array, or `{\"events\": [...]}`; validated whole, stored whole (MULTI/EXEC) or not "
                 "at all. Needs `Authorization: Bearer <RECSYS_INGEST_TOKEN>` when that is set."

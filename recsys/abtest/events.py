@@ -39,13 +39,9 @@ from recsys.store.keys import (
     KeyLayout,
 )
 
-EVENT_TYPES: tuple[str, ...] = (
-    schema.IMPRESSION,
-    schema.CLICK,
-    schema.ADD_TO_CART,
-    schema.PURCHASE,
-    schema.RATING,
-)
+#: The engine's one event vocabulary (shared with the batch job): view, click, add_to_cart,
+#: remove_from_cart, purchase, rating, impression.
+EVENT_TYPES: tuple[str, ...] = schema.EVENT_TYPES
 #: Event types that put the item into the user's "recently interacted" set.
 RECENT_TYPES: frozenset[str] = frozenset({schema.CLICK, schema.ADD_TO_CART, schema.PURCHASE})
 
@@ -187,8 +183,16 @@ def _check_id(raw: Any, limit: int) -> str:
     return text
 
 
-def validate_event(raw: Any, index: int, now: float) -> tuple[Event | None, list[Problem]]:
-    """One raw event -> (Event, []) or (None, its problems)."""
+def validate_event(
+    raw: Any, index: int, now: float, event_types: Mapping[str, str] | None = None
+) -> tuple[Event | None, list[Problem]]:
+    """One raw event -> (Event, []) or (None, its problems).
+
+    The type is read as the batch job reads it (:func:`recsys.data.schema.canonical_event_type`:
+    the shop's names in ``event_types`` mapped, case and spelling variants such as
+    ``Add-To-Cart`` normalised) and must be one of :data:`EVENT_TYPES`; the event is
+    stored under that name.
+    """
     if not isinstance(raw, Mapping):
         return None, [Problem(index, "event", f"must be an object, got {type(raw).__name__}")]
     problems: list[Problem] = []
@@ -199,9 +203,15 @@ def validate_event(raw: Any, index: int, now: float) -> tuple[Event | None, list
     event_type = raw.get("type")
     if event_type is None:
         problems.append(Problem(index, "type", f"required (one of {', '.join(EVENT_TYPES)})"))
-    elif event_type not in EVENT_TYPES:
-        shown = event_type[:40] if isinstance(event_type, str) else type(event_type).__name__
-        problems.append(Problem(index, "type", f"unknown type {shown!r} (one of {', '.join(EVENT_TYPES)})"))
+    elif not isinstance(event_type, str):
+        problems.append(Problem(index, "type", f"must be a string (one of {', '.join(EVENT_TYPES)}), got {type(event_type).__name__}"))
+        event_type = None
+    else:
+        canonical = schema.canonical_event_type(event_type, event_types) if len(event_type) <= 64 else event_type
+        if canonical not in EVENT_TYPES:
+            known = ", ".join(EVENT_TYPES) + (f"; or the shop's names {', '.join(sorted(event_types))}" if event_types else "")
+            problems.append(Problem(index, "type", f"unknown type {event_type[:40]!r} (one of {known})"))
+        event_type = canonical
 
     ids: dict[str, str] = {}
     for name in _ID_FIELDS:
@@ -270,9 +280,10 @@ def validate_event(raw: Any, index: int, now: float) -> tuple[Event | None, list
     )
 
 
-def validate_events(payload: Any, now: float | None = None) -> list[Event]:
+def validate_events(payload: Any, now: float | None = None, event_types: Mapping[str, str] | None = None) -> list[Event]:
     """Every event of a request body, validated; ``EventValidationError`` lists each bad one.
 
+    ``event_types`` maps the shop's event names to ours (``[data.event_types]``).
     Raises ``BatchTooLargeError`` for more than :data:`MAX_BATCH_EVENTS` events.
     """
     now = time.time() if now is None else now
@@ -280,7 +291,7 @@ def validate_events(payload: Any, now: float | None = None) -> list[Event]:
     events: list[Event] = []
     problems: list[Problem] = []
     for index, raw in enumerate(raw_events):
-        event, found = validate_event(raw, index, now)
+        event, found = validate_event(raw, index, now, event_types)
         if event is not None:
             events.append(event)
         problems.extend(found)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from recsys.cli.inputs import config_option, resolve_input
 from recsys.data.loaders import FORMATS, describe, load
 
 FORMAT_HELP = "how to read PATH; auto tells MovieLens folders, CSV and Parquet apart"
@@ -82,14 +83,19 @@ def generate(users: int, items: int, interactions: int, seed: int, days: int, ou
 
 
 @data.command()
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True, help=FORMAT_HELP)
+@click.argument("path", type=click.Path(exists=True, path_type=Path), required=False)
+@config_option
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help=FORMAT_HELP + " [default: auto]")
 @click.option("--catalog", "catalog", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="item catalogue file")
-@click.option("--strict", is_flag=True, help="fail on the first bad row instead of dropping bad rows")
+@click.option("--strict/--lenient", default=None, help="fail on the first bad row instead of dropping bad rows [default: lenient, or [data] validation]")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of tables")
-def stats(path: Path, fmt: str, catalog: Path | None, strict: bool, as_json: bool) -> None:
-    """Users, items, interactions, density, event types, time range and the validation report."""
-    loaded = load(path, fmt, catalog=catalog, strict=strict)
+def stats(path: Path | None, config_path: Path | None, fmt: str | None, catalog: Path | None, strict: bool | None, as_json: bool) -> None:
+    """Users, items, interactions, density, event types, time range and the validation report.
+
+    PATH may be left out when --config names the data ([data] path).
+    """
+    source = resolve_input(config_path, path, fmt, catalog, strict)
+    loaded = load(source.path, **source.load_kwargs())
     figures = describe(loaded)
     if as_json:
         click.echo(json.dumps(figures, indent=2))
@@ -111,14 +117,19 @@ def stats(path: Path, fmt: str, catalog: Path | None, strict: bool, as_json: boo
 
 
 @data.command()
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True, help=FORMAT_HELP)
+@click.argument("path", type=click.Path(exists=True, path_type=Path), required=False)
+@config_option
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help=FORMAT_HELP + " [default: auto]")
 @click.option("--catalog", "catalog", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="item catalogue file")
-@click.option("--strict", is_flag=True, help="exit 1 with file, line and field of the first problem")
+@click.option("--strict/--lenient", default=None, help="exit 1 with file, line and field of the first problem [default: lenient, or [data] validation]")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def validate(path: Path, fmt: str, catalog: Path | None, strict: bool, as_json: bool) -> None:
-    """Check a data set. Lenient (default): report dropped rows by reason and exit 0."""
-    loaded = load(path, fmt, catalog=catalog, strict=strict)
+def validate(path: Path | None, config_path: Path | None, fmt: str | None, catalog: Path | None, strict: bool | None, as_json: bool) -> None:
+    """Check a data set. Lenient (default): report dropped rows by reason and exit 0.
+
+    PATH may be left out when --config names the data ([data] path).
+    """
+    source = resolve_input(config_path, path, fmt, catalog, strict)
+    loaded = load(source.path, **source.load_kwargs())
     if as_json:
         click.echo(json.dumps(loaded.report.to_dict(), indent=2))
         return

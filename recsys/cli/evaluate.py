@@ -10,6 +10,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from recsys.cli.inputs import DataInput, config_option, resolve_input
 from recsys.errors import ConfigError, ModelError
 from recsys.data.loaders import FORMATS
 from recsys.evaluation.runner import EvaluationSettings, evaluate as run_evaluation, load_input, parse_relevance
@@ -19,9 +20,16 @@ from recsys.evaluation.splits import SPLIT_METHODS, SplitSpec
 def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by both commands: input data, split, relevance."""
     options = [
-        click.option("--data", "data_path", required=True, type=click.Path(exists=True, path_type=Path), help="Interactions file or folder."),
-        click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True, help="Input format."),
+        click.option("--data", "data_path", type=click.Path(exists=True, path_type=Path), help="Interactions file or folder (default: [data] path of --config)."),
+        config_option,
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Input format [default: auto, or [data] format]."),
         click.option("--catalog", type=click.Path(exists=True, path_type=Path), help="Item catalogue file."),
+        click.option(
+            "--use-values/--no-use-values",
+            default=None,
+            help="Weight events by their value column (counts, quantities) [default: [weighting] use_values, else no]; "
+            "[weighting] value_transform = \"log1p\" damps large counts.",
+        ),
         click.option("--split", "method", type=click.Choice(SPLIT_METHODS), default="stratified", show_default=True, help="How to hold out test data."),
         click.option("--test-size", type=float, default=0.25, show_default=True, help="Share held out (stratified per user; temporal overall)."),
         click.option("--leave-k", type=int, default=1, show_default=True, help="leave-last: pairs per user held out."),
@@ -36,6 +44,17 @@ def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _input(
+    config_path: Path | None, data_path: Path | None, fmt: str | None, catalog: Path | None, use_values: bool | None
+) -> DataInput:
+    """The data source and weighting: options over the --config file's [data] and [weighting]."""
+    source = resolve_input(config_path, data_path, fmt, catalog, None)
+    if use_values is not None:
+        weighting = source.weighting.model_copy(update={"use_values": use_values})
+        source = DataInput(source.path, source.format, source.catalog, source.strict, source.mapping, weighting)
+    return source
 
 
 def _split_spec(method: str, test_size: float, leave_k: int, folds: int, cut: int | None, seed: int) -> SplitSpec:
@@ -84,9 +103,11 @@ def _emit(document: dict[str, Any], json_out: str | None, table: str) -> None:
     help="Fit on this machine or on Spark (als, itemknn, rules, popular; --param spark.master=..., spark.als_reg_param=...).",
 )
 def evaluate(
-    data_path: Path,
-    fmt: str,
+    data_path: Path | None,
+    config_path: Path | None,
+    fmt: str | None,
     catalog: Path | None,
+    use_values: bool | None,
     method: str,
     test_size: float,
     leave_k: int,
@@ -105,7 +126,6 @@ def evaluate(
     backend: str,
 ) -> None:
     """Compare models offline on a held-out split: one row per model, one column per metric."""
-    from recsys.evaluation.report import format_table, plot_comparison
     from recsys.evaluation.runner import model_factories
     from recsys.evaluation.tuning import parse_assignment, parse_value
 
@@ -122,41 +142,20 @@ def evaluate(
     spark_params = model_params.pop("spark", {})
     if spark_params and backend != "spark":
         raise ConfigError("--param spark.*: only with --backend spark")
-    if backend == "spark":
-        _evaluate_on_spark(names, model_params, spark_params, locals())
-        return
-    factories = model_factories(names, model_params)
     spec = _split_spec(method, test_size, leave_k, folds, cut, seed)
+    source = _input(config_path, data_path, fmt, catalog, use_values)
     settings = EvaluationSettings(
-        k=k, relevance_threshold=parse_relevance(relevance), rating_metrics=rating_metrics, cold_users=cold_users  # type: ignore[arg-type]
+        k=k,
+        relevance_threshold=parse_relevance(relevance),
+        rating_metrics=rating_metrics,
+        cold_users=cold_users,  # type: ignore[arg-type]
+        weighting=source.weighting,
     )
-    loaded = load_input(data_path, fmt, catalog)
-    result = run_evaluation(
-        loaded.interactions,
-        factories,
-        catalog=loaded.catalog,
-        split=spec,
-        settings=settings,
-        dataset_info=loaded.info,
-        progress=progress,
-    )
-    document = result.to_dict()
-    dataset = document["dataset"]
-    header = (
-        f"{dataset.get('name', data_path)}: {dataset['interactions']} interactions, {dataset['users']} users, "
-        f"{dataset['items']} items\n{_split_line(document['split'])}\n"
-    )
-    _emit(document, json_out, header + format_table(document["models"]))
-    if plot_out:
-        plot_comparison(document, plot_out, title=f"{dataset.get('name', '')}: {method} split, k={k}")
-    failed = result.errors()
-    if failed:
-        messages = [e if e.startswith(f"{n}:") else f"{n}: {e}" for n, e in failed.items()]
-        raise ModelError(f"{len(failed)} model(s) failed: " + "; ".join(messages))
-
-
-def _evaluate_on_spark(names: list[str], model_params: dict[str, dict[str, Any]], spark_params: dict[str, Any], options: dict[str, Any]) -> None:
-    """``evaluate --backend spark``: the same split and metrics, the models fitted on Spark."""
+    report = {"data_path": data_path, "method": method, "json_out": json_out, "plot_out": plot_out, "progress": progress}
+    if backend != "spark":
+        _run_and_report(model_factories(names, model_params), spec, source, settings, report)
+        return
+    # The same split, settings and metrics; only the fitting happens on Spark.
     from recsys.pipeline.config import SparkConfig
     from recsys.spark.evaluate import spark_factories
     from recsys.spark.session import spark_session
@@ -166,33 +165,38 @@ def _evaluate_on_spark(names: list[str], model_params: dict[str, dict[str, Any]]
     except ValidationError as error:
         problem = error.errors()[0]
         raise ConfigError(f"--param spark.{'.'.join(map(str, problem['loc']))}: {problem['msg']}") from None
+    spark_factories(names, model_params, None, spark_config)  # refused before the session starts
     with spark_session(spark_config) as spark:
-        factories = spark_factories(names, model_params, spark, spark_config)
-        _run_and_report(factories, options, suffix=" (spark)")
+        _run_and_report(spark_factories(names, model_params, spark, spark_config), spec, source, settings, report, backend="spark")
 
 
-def _run_and_report(factories: dict[str, Any], options: dict[str, Any], suffix: str = "") -> None:
+def _run_and_report(
+    factories: dict[str, Any], spec: SplitSpec, source: DataInput, settings: EvaluationSettings, options: dict[str, Any],
+    backend: str = "local",
+) -> None:  # fmt: skip
     from recsys.evaluation.report import format_table, plot_comparison
 
-    spec = _split_spec(options["method"], options["test_size"], options["leave_k"], options["folds"], options["cut"], options["seed"])
-    settings = EvaluationSettings(
-        k=options["k"], relevance_threshold=parse_relevance(options["relevance"]),
-        rating_metrics=options["rating_metrics"], cold_users=options["cold_users"],
-    )  # fmt: skip
-    loaded = load_input(options["data_path"], options["fmt"], options["catalog"])
+    loaded = load_input(source.path, source.format, source.catalog, strict=source.strict, mapping=source.mapping)
     result = run_evaluation(
-        loaded.interactions, factories, catalog=loaded.catalog, split=spec, settings=settings,
-        dataset_info={**loaded.info, "backend": "spark" if suffix else "local"}, progress=options["progress"],
-    )  # fmt: skip
+        loaded.interactions,
+        factories,
+        catalog=loaded.catalog,
+        split=spec,
+        settings=settings,
+        dataset_info={**loaded.info, "backend": backend} if backend != "local" else loaded.info,
+        progress=options["progress"],
+    )
     document = result.to_dict()
+    document["weighting"] = settings.weighting.model_dump(mode="json")
     dataset = document["dataset"]
+    suffix = f" ({backend})" if backend != "local" else ""
     header = (
-        f"{dataset.get('name', options['data_path'])}{suffix}: {dataset['interactions']} interactions, "
-        f"{dataset['users']} users, {dataset['items']} items\n{_split_line(document['split'])}\n"
+        f"{dataset.get('name', options['data_path'])}{suffix}: {dataset['interactions']} interactions, {dataset['users']} users, "
+        f"{dataset['items']} items\n{_split_line(document['split'])}\n"
     )
     _emit(document, options["json_out"], header + format_table(document["models"]))
     if options["plot_out"]:
-        plot_comparison(document, options["plot_out"], title=f"{dataset.get('name', '')}: {options['method']} split, k={options['k']}")
+        plot_comparison(document, options["plot_out"], title=f"{dataset.get('name', '')}: {options['method']} split, k={settings.k}")
     failed = result.errors()
     if failed:
         messages = [e if e.startswith(f"{n}:") else f"{n}: {e}" for n, e in failed.items()]
@@ -207,9 +211,11 @@ def _run_and_report(factories: dict[str, Any], options: dict[str, Any], suffix: 
 @click.option("--final", is_flag=True, help="Refit the best configuration on the whole train part and score it on test.")
 def tune(
     model: str,
-    data_path: Path,
-    fmt: str,
+    data_path: Path | None,
+    config_path: Path | None,
+    fmt: str | None,
     catalog: Path | None,
+    use_values: bool | None,
     method: str,
     test_size: float,
     leave_k: int,
@@ -236,8 +242,13 @@ def tune(
         grid[name] = parse_values(values)
     parse_metric(metric)
     spec = _split_spec(method, test_size, leave_k, folds, cut, seed)
-    settings = EvaluationSettings(relevance_threshold=parse_relevance(relevance), cold_users=cold_users)  # type: ignore[arg-type]
-    loaded = load_input(data_path, fmt, catalog)
+    source = _input(config_path, data_path, fmt, catalog, use_values)
+    settings = EvaluationSettings(
+        relevance_threshold=parse_relevance(relevance),
+        cold_users=cold_users,  # type: ignore[arg-type]
+        weighting=source.weighting,
+    )
+    loaded = load_input(source.path, source.format, source.catalog, strict=source.strict, mapping=source.mapping)
     result = run_tuning(
         model,
         grid,

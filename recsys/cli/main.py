@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("recsys.cli.demo", "demo", "Demo data -> train -> publish -> API, in one command."),
     "ab": ("recsys.cli.ab", "ab", "Create, list, stop and report A/B experiments."),
     "redis": ("recsys.cli.redis", "redis_group", "Start, stop or locate the embedded Redis."),
+    "segments": ("recsys.cli.marketing", "segments", "Cluster customers into named segments (RFM + K-means)."),
+    "propensity": ("recsys.cli.marketing", "propensity", "Who is likely to buy a category or item soon (logistic regression)."),
 }
 
 

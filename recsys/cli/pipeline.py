@@ -86,17 +86,28 @@ def _print_run(run_dir: Path, as_json: bool) -> None:
     with open(run_dir / METADATA_FILE, encoding="utf-8") as handle:
         metadata = json.load(handle)
     if as_json:
-        keys = ("run", "backend", "fingerprint", "counts", "timings", "lists", "skipped", "default_model", "evaluation")
+        keys = ("run", "backend", "fingerprint", "counts", "timings", "lists", "skipped", "default_model", "evaluation", "validation")
         _echo_json({"run_dir": str(run_dir), **{k: metadata.get(k) for k in keys}})
         return
     click.echo(f"run {metadata['run']}: {run_dir}")
     counts = metadata["counts"]
     fingerprint = f"; fingerprint {metadata['fingerprint']}" if metadata.get("fingerprint") else ""
     click.echo(f"{counts['users']} users, {counts['items']} items, {counts['interactions']} interactions{fingerprint}")
+    _print_validation(metadata.get("validation") or {})
     rows = [[e["kind"], e.get("model") or "", e["rows"], e.get("non_empty", e["rows"]), e["n"]] for e in metadata["lists"]]
     click.echo(_table(["list", "model", "rows", "non-empty", "n"], rows))
     for name, reason in metadata.get("skipped", {}).items():
         click.echo(f"skipped {name}: {reason}")
+
+
+def _print_validation(report: dict[str, Any]) -> None:
+    """Rows read and dropped by reason per input file; warnings (too many catalogue rows dropped) on stderr."""
+    for file in report.get("files", []):
+        dropped = file.get("dropped") or {}
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(dropped.items(), key=lambda kv: -kv[1]))
+        click.echo(f"{file['file']} ({file['table']}): {file['rows']} rows, {file['kept']} kept" + (f"; dropped: {reasons}" if reasons else ""))
+    for warning in report.get("warnings", []):
+        click.echo(f"WARNING: {warning}", err=True)
 
 
 def _print_publish(result: Any, as_json: bool) -> None:
@@ -122,11 +133,10 @@ def train(
     config_path: Path | None, out: Path | None, data_path: str | None, data_format: str | None, backend: str | None, as_json: bool
 ) -> None:
     """Train the configured models into a run folder (runs/<id>/)."""
-    from recsys.pipeline.train import train as train_run
+    from recsys.pipeline.run import train_run
 
     config = _load(config_path, data_path, data_format, backend)
-    spark_trainer = trainer_for(config)
-    run_dir = spark_trainer(config, out) if spark_trainer else train_run(config, out, show_progress=_show_progress())
+    run_dir = train_run(config, out, show_progress=_show_progress(), trainer=trainer_for(config))
     _print_run(run_dir, as_json)
 
 
@@ -190,7 +200,10 @@ def run_scheduled(
         if as_json:
             click.echo(json.dumps(result.to_json(), sort_keys=True, default=str))
         else:
+            from recsys.pipeline.artifacts import RunFolder
+
             click.echo(f"run {result.run_dir.name} -> live version {result.publish.version}")
+            _print_validation(RunFolder(result.run_dir).metadata.get("validation") or {})
             _print_publish(result.publish, False)
 
     if every is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -27,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recsys.data import schema
+from recsys.data.mapping import DataMapping
 from recsys.data.validation import (
     CATALOG_ALIASES,
     UNPARSEABLE,
@@ -36,6 +38,7 @@ from recsys.data.validation import (
     RawTable,
     ValidationReport,
     normalised_name,
+    require_column,
     resolve_columns,
     strings_from_codes,
     validate_catalog,
@@ -43,6 +46,8 @@ from recsys.data.validation import (
     validate_tags,
 )
 from recsys.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 FORMATS: Final = ("auto", "csv", "parquet", "movielens-100k", "movielens-latest")
 CSV_SUFFIXES: Final = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
@@ -59,6 +64,42 @@ TAG_ALIASES: Final = {
     "userid": schema.USER_ID,
     "timestamp": schema.TIMESTAMP,
 }
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """Columns named by the configuration for one file (see :class:`~recsys.data.mapping.DataMapping`).
+
+    Attributes:
+        explicit: schema name -> the file's column.
+        keys: schema name -> the configuration key that named it (for messages).
+        combined: schema name -> the file's columns whose values joined by ``|`` make it.
+    """
+
+    explicit: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    combined: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def for_interactions(cls, mapping: DataMapping, with_catalog_fields: bool = False) -> ColumnSpec:
+        """``[data.columns]``, plus ``[data.catalog_columns]`` when the lines carry the catalogue."""
+        explicit = mapping.columns.single()
+        keys = {name: f"data.columns.{name}" for name in explicit}
+        if with_catalog_fields:
+            for name, column in mapping.catalog_columns.single().items():
+                if name == schema.ITEM_ID:
+                    continue
+                if column in explicit.values():
+                    used = next(k for k, v in explicit.items() if v == column)
+                    raise ConfigError(f"data.catalog_columns.{name}: column {column!r} is already data.columns.{used}")
+                explicit[name] = column
+                keys[name] = f"data.catalog_columns.{name}"
+        return cls(explicit, keys, mapping.columns.combined())
+
+    @classmethod
+    def for_catalog(cls, mapping: DataMapping) -> ColumnSpec:
+        explicit = mapping.catalog_columns.single()
+        return cls(explicit, {name: f"data.catalog_columns.{name}" for name in explicit})
 
 
 @dataclass
@@ -106,6 +147,7 @@ def load(
     strict: bool = False,
     *,
     now: float | None = None,
+    mapping: DataMapping | None = None,
 ) -> LoadedData:
     """Read and validate a data set.
 
@@ -113,7 +155,12 @@ def load(
     catalogue file that replaces the one found beside the interactions. ``strict`` raises
     :class:`DataError` on the first bad row instead of dropping bad rows. ``now`` (unix
     seconds) is the reference for "timestamp in the future" (default: the clock).
+    ``mapping`` (the ``[data]`` mapping keys) names the shop's columns, event names, date
+    pattern and cancellation marks for CSV and Parquet files. When it maps catalogue
+    fields and no catalogue file is given or found, the interactions' lines make the
+    catalogue (:func:`catalog_from_lines`).
     """
+    mapping = mapping or DataMapping()
     if format not in FORMATS:
         raise ConfigError(f"unknown data format '{format}' (allowed: {', '.join(FORMATS)})")
     path = Path(path)
@@ -126,17 +173,35 @@ def load(
         data = _load_movielens_latest(path, strict=strict, now=now, with_catalog=catalog is None)
     else:
         interactions_file, catalog_file = _table_files(path, fmt)
-        raw = read_table(interactions_file, "interactions")
-        interactions, report = validate_interactions(raw, strict=strict, now=now)
+        from_lines = catalog is None and catalog_file is None and bool(set(mapping.catalog_columns.single()) - {schema.ITEM_ID})
+        raw = read_table(interactions_file, "interactions", spec=ColumnSpec.for_interactions(mapping, from_lines))
+        line_fields = [c for c in schema.CATALOG_OPTIONAL if c in raw.frame]
+        lines_raw = None
+        if from_lines:
+            lines_raw = RawTable(
+                frame=raw.frame[[schema.ITEM_ID, *line_fields]],
+                file=raw.file,
+                lines=raw.lines,
+                unit=raw.unit,
+                fields=raw.fields,
+                header=raw.header,
+            )
+            raw.frame = raw.frame.drop(columns=line_fields)
+        interactions, report = validate_interactions(raw, strict=strict, now=now, mapping=mapping)
         data = LoadedData(interactions, None, ValidationReport([report]), DataSource(fmt, str(path), str(interactions_file)))
+        if lines_raw is not None:
+            data.catalog, lines_report = catalog_from_lines(lines_raw, strict=strict, mapping=mapping)
+            data.report.files.append(lines_report)
+            data.source.catalog = f"{interactions_file} (catalogue fields on its lines)"
         if catalog is None and catalog_file is not None:
-            data.catalog = _load_catalog(catalog_file, data, strict)
+            data.catalog = _load_catalog(catalog_file, data, strict, mapping)
     if catalog is not None:
         catalog_path = Path(catalog)
         if not catalog_path.is_file():
             raise DataError(f"{catalog_path}: no such catalogue file")
-        data.catalog = _load_catalog(catalog_path, data, strict)
+        data.catalog = _load_catalog(catalog_path, data, strict, mapping)
     _require_rows(data)
+    _warn_dropped_catalog(data.report, mapping.max_dropped_share)
     return data
 
 
@@ -147,17 +212,21 @@ def load_frames(
     strict: bool = False,
     now: float | None = None,
     name: str = "<interactions>",
+    mapping: DataMapping | None = None,
 ) -> LoadedData:
     """Validate tables already in memory (rows are numbered from 1 in messages)."""
-    raw = _raw_from_frame(interactions, name, "interactions")
-    clean, report = validate_interactions(raw, strict=strict, now=now)
+    mapping = mapping or DataMapping()
+    raw = _raw_from_frame(interactions, name, "interactions", spec=ColumnSpec.for_interactions(mapping))
+    clean, report = validate_interactions(raw, strict=strict, now=now, mapping=mapping)
     data = LoadedData(clean, None, ValidationReport([report]), DataSource("frame", name, name))
     if catalog is not None:
-        clean_catalog, catalog_report = validate_catalog(_raw_from_frame(catalog, "<catalog>", "catalog"), strict=strict)
+        raw_catalog = _raw_from_frame(catalog, "<catalog>", "catalog", spec=ColumnSpec.for_catalog(mapping))
+        clean_catalog, catalog_report = validate_catalog(raw_catalog, strict=strict, mapping=mapping)
         data.catalog = clean_catalog
         data.report.files.append(catalog_report)
         data.source.catalog = "<catalog>"
     _require_rows(data)
+    _warn_dropped_catalog(data.report, mapping.max_dropped_share)
     return data
 
 
@@ -204,12 +273,76 @@ def _table_files(path: Path, fmt: str) -> tuple[Path, Path | None]:
     return interactions, catalog
 
 
-def _load_catalog(path: Path, data: LoadedData, strict: bool) -> pd.DataFrame:
-    raw = read_table(path, "catalog")
-    clean, report = validate_catalog(raw, strict=strict)
+def _load_catalog(path: Path, data: LoadedData, strict: bool, mapping: DataMapping) -> pd.DataFrame:
+    raw = read_table(path, "catalog", spec=ColumnSpec.for_catalog(mapping))
+    clean, report = validate_catalog(raw, strict=strict, mapping=mapping)
     data.report.files.append(report)
     data.source.catalog = str(path)
     return clean
+
+
+def catalog_from_lines(raw: RawTable, *, strict: bool, mapping: DataMapping) -> tuple[pd.DataFrame, FileReport]:
+    """A catalogue from catalogue fields found on the lines of an interactions file.
+
+    The fields are validated per line (a bad price drops that line's fields, counted by
+    reason); then per item: title, description and category are the **most frequent**
+    non-empty value over the item's lines (a tie goes to the later line), price and
+    in_stock the value on the item's **last** line in the file (the current one, for logs
+    written in time order). Returns (catalogue, its report).
+    """
+    clean, report = validate_catalog(raw, strict=strict, mapping=mapping, per_line=True)
+    position = np.arange(len(clean))
+    codes, items = pd.factorize(clean[schema.ITEM_ID])
+    out = pd.DataFrame({schema.ITEM_ID: pd.Series(np.asarray(items, dtype=object), dtype="str")})
+    for column in (schema.TITLE, schema.DESCRIPTION, schema.CATEGORY):
+        if column not in clean:
+            continue
+        text = clean[column].astype("str").fillna("")
+        given = text.ne("").to_numpy()
+        votes = pd.DataFrame({"item": codes[given], "value": text[given].to_numpy(), "position": position[given]})
+        counted = votes.groupby(["item", "value"], sort=False).agg(count=("position", "size"), last=("position", "max"))
+        winners = counted.reset_index().sort_values(["item", "count", "last"]).drop_duplicates("item", keep="last")
+        values = np.full(len(items), "", dtype=object)
+        values[winners["item"].to_numpy()] = winners["value"].to_numpy()
+        out[column] = pd.Series(values, dtype="str")
+    for column in (schema.PRICE, schema.IN_STOCK):
+        if column not in clean:
+            continue
+        known = clean[column].notna().to_numpy()
+        latest = pd.DataFrame({"item": codes[known], "value": clean[column][known].to_numpy()}).drop_duplicates("item", keep="last")
+        if column == schema.PRICE:
+            values = np.full(len(items), np.nan)
+            values[latest["item"].to_numpy()] = latest["value"].to_numpy(dtype=np.float64)
+            out[column] = values
+        else:
+            flags = pd.array([pd.NA] * len(items), dtype="boolean")
+            flags[latest["item"].to_numpy()] = latest["value"].to_numpy(dtype=bool)
+            out[column] = flags
+    fields = [c for c in schema.CATALOG_OPTIONAL if c in clean]
+    report.notes.append(
+        f"catalogue of {len(out)} items made from the {len(clean)} lines' {', '.join(fields)}: title, description "
+        "and category = the most frequent value per item, price and in_stock = the item's last line"
+    )
+    return out, report
+
+
+def _warn_dropped_catalog(report: ValidationReport, max_share: float) -> None:
+    """A loud warning (log and report) when more than ``max_share`` of a catalogue's rows were dropped."""
+    for file_report in report.files:
+        if file_report.table != "catalog" or not file_report.rows:
+            continue
+        n_dropped = sum(file_report.dropped.values())
+        share = n_dropped / file_report.rows
+        if share > max_share:
+            reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(file_report.dropped.items(), key=lambda kv: -kv[1]))
+            first = f"; first: {file_report.issues[0]}" if file_report.issues else ""
+            warning = (
+                f"{file_report.file}: {n_dropped} of {file_report.rows} catalogue rows dropped ({share:.0%}, above "
+                f"data.max_dropped_share = {max_share:.0%}) ({reasons}){first}; their items have no title, category "
+                "or price"
+            )
+            report.warnings.append(warning)
+            log.warning("%s", warning)
 
 
 def _require_rows(data: LoadedData) -> None:
@@ -230,25 +363,55 @@ def read_table(
     quoting: bool = True,
     aliases: dict[str, str] | None = None,
     required: tuple[str, ...] | None = None,
+    spec: ColumnSpec | None = None,
 ) -> RawTable:
     """Read a CSV (or TSV, gzipped too) or Parquet file into a :class:`RawTable`.
 
     ``table`` is "interactions" or "catalog" (which column aliases apply). ``names`` reads a
     file without header (columns named in order, lines numbered from 1 for data).
+    ``spec`` names columns from the configuration (they win over aliases).
     """
     aliases = aliases or (INTERACTION_ALIASES if table == "interactions" else CATALOG_ALIASES)
     required = required or (schema.INTERACTION_REQUIRED if table == "interactions" else schema.CATALOG_REQUIRED)
+    spec = spec or ColumnSpec()
     if path.name.lower().endswith(PARQUET_SUFFIXES):
-        return _read_parquet(path, table, aliases, required)
-    return _read_csv(path, table, sep, names, encoding, quoting, aliases, required)
+        return _read_parquet(path, table, aliases, required, spec)
+    return _read_csv(path, table, sep, names, encoding, quoting, aliases, required, spec)
 
 
-def _read_parquet(path: Path, table: str, aliases: dict[str, str], required: tuple[str, ...]) -> RawTable:
+def _read_parquet(path: Path, table: str, aliases: dict[str, str], required: tuple[str, ...], spec: ColumnSpec) -> RawTable:
     try:
         frame = pd.read_parquet(path)
     except (pa.ArrowException, OSError, ValueError) as error:
         raise DataError(f"{path}: cannot read as Parquet: {error}") from None
-    return _raw_from_frame(frame, str(path), table, aliases, required)
+    return _raw_from_frame(frame, str(path), table, aliases, required, spec)
+
+
+def _resolve(header: list[str], table: str, file: str, aliases: dict[str, str], required: tuple[str, ...], spec: ColumnSpec) -> tuple[dict[str, str], list[str], list[str]]:
+    """resolve_columns with the configured columns (combined ones checked here)."""
+    for target, parts in spec.combined.items():
+        for part in parts:
+            require_column(file, header, part, f"data.columns.{target}")
+    rename, ignored, notes = resolve_columns(
+        header, table, file, aliases=aliases, required=required, explicit=spec.explicit,
+        explicit_keys=spec.keys, provided=tuple(spec.combined),
+    )  # fmt: skip
+    used = {part for parts in spec.combined.values() for part in parts}
+    return rename, [name for name in ignored if name not in used], notes
+
+
+def _combine(frame: pd.DataFrame, renamed: pd.DataFrame, spec: ColumnSpec, notes: list[str]) -> pd.DataFrame:
+    """Add each combined column (values of several columns joined by ``|``; empty when a part is)."""
+    for target, parts in spec.combined.items():
+        texts = [frame[part].astype("str").str.strip() for part in parts]
+        joined = texts[0]
+        blank = joined.isna() | joined.eq("")
+        for text in texts[1:]:
+            joined = joined + "|" + text
+            blank |= text.isna() | text.eq("")
+        renamed[target] = joined.where(~blank).reset_index(drop=True)
+        notes.append(f"{target} = the combination of {', '.join(repr(p) for p in parts)} (joined by '|')")
+    return renamed
 
 
 def _raw_from_frame(
@@ -257,12 +420,16 @@ def _raw_from_frame(
     table: str,
     aliases: dict[str, str] | None = None,
     required: tuple[str, ...] | None = None,
+    spec: ColumnSpec | None = None,
 ) -> RawTable:
     aliases = aliases or (INTERACTION_ALIASES if table == "interactions" else CATALOG_ALIASES)
     required = required or (schema.INTERACTION_REQUIRED if table == "interactions" else schema.CATALOG_REQUIRED)
+    spec = spec or ColumnSpec()
     header = [str(c) for c in frame.columns]
-    rename, ignored, notes = resolve_columns(header, table, file, aliases=aliases, required=required)
-    renamed = frame.set_axis(header, axis=1)[list(rename)].rename(columns=rename).reset_index(drop=True)
+    rename, ignored, notes = _resolve(header, table, file, aliases, required, spec)
+    frame = frame.set_axis(header, axis=1)
+    renamed = frame[list(rename)].rename(columns=rename).reset_index(drop=True)
+    renamed = _combine(frame, renamed, spec, notes)
     raw = RawTable.from_frame(
         renamed,
         file,
@@ -293,6 +460,7 @@ def _read_csv(
     quoting: bool,
     aliases: dict[str, str],
     required: tuple[str, ...],
+    spec: ColumnSpec,
 ) -> RawTable:
     file = str(path)
     with open(path, "rb") as handle:
@@ -321,9 +489,10 @@ def _read_csv(
         header = list(names or [])
         expected = len(header)
         body = slice(0, None)
-    rename, ignored, map_notes = resolve_columns(header, table, file, aliases=aliases, required=required)
+    rename, ignored, map_notes = _resolve(header, table, file, aliases, required, spec)
     notes += map_notes
     dtype = {source: "str" for source, target in rename.items() if target in ID_COLUMNS}
+    dtype.update({part: "str" for parts in spec.combined.values() for part in parts})
     frame = _parse_csv(data, file, sep, header, has_header, dtype, encoding, quoting)
 
     rec_lines, rec_counts, rec_blank = lines[body], counts[body], blank[body]
@@ -340,11 +509,12 @@ def _read_csv(
     malformed = ~rec_blank & (rec_counts != expected)
     keep_rows = good[in_frame]
     frame = frame.loc[keep_rows].reset_index(drop=True)
-    frame = frame[list(rename)].rename(columns=rename)
+    frame = _combine(frame, frame[list(rename)].rename(columns=rename), spec, notes)
 
     display = {target: source for source, target in rename.items()}
     if not has_header:
         display = {target: f"{source} (column {header.index(source) + 1})" for source, target in rename.items()}
+    display.update({target: "+".join(parts) for target, parts in spec.combined.items()})
     raw = RawTable(
         frame=frame,
         file=file,

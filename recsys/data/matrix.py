@@ -6,6 +6,8 @@ with ``scipy.sparse.coo_matrix`` (duplicates add up), never a Python loop per ro
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -20,13 +22,21 @@ class Weighting(BaseModel):
 
     weight = event_weights[event_type] (x value when ``use_values``) x 0.5 ** (age / half_life),
     summed over all events of the same (user, item).
+
+    Counts and quantities as weights: ``use_values = true`` multiplies by the value column
+    (a missing value counts as 1); ``value_transform = "log"`` uses log2(1 + value) instead,
+    so 1 stays 1 and 1,023 becomes 10 (one customer buying 10,000 units of an item then
+    does not outweigh everything else).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(schema.DEFAULT_EVENT_WEIGHTS))
     default_weight: float = Field(1.0, ge=0, description="weight of event types not in event_weights")
-    use_values: bool = Field(False, description="multiply by the value column (quantity, rating)")
+    use_values: bool = Field(False, description="multiply by the value column (quantity, count, rating)")
+    value_transform: Literal["linear", "log"] = Field(
+        "linear", description="with use_values: the value as is, or log2(1 + value) to damp large counts"
+    )
     half_life_days: float | None = Field(None, gt=0, description="exponential time decay; None = off")
     reference_time: int | None = Field(None, description="unix seconds 'now' for decay; None = newest event")
     rating_threshold: float | None = Field(
@@ -66,7 +76,10 @@ def event_weights(interactions: pd.DataFrame, weighting: Weighting) -> np.ndarra
 
     if weighting.use_values and schema.VALUE in interactions:
         values = interactions[schema.VALUE].to_numpy(dtype=np.float64, na_value=np.nan)
-        weights = weights * np.where(np.isnan(values), 1.0, values)
+        factor = np.where(np.isnan(values), 1.0, values)
+        if weighting.value_transform == "log":
+            factor = np.log2(1.0 + np.clip(factor, 0.0, None))
+        weights = weights * factor
 
     if weighting.half_life_days is not None and schema.TIMESTAMP in interactions:
         ts = interactions[schema.TIMESTAMP].to_numpy(dtype=np.float64, na_value=np.nan)

@@ -28,10 +28,12 @@ import pandas as pd
 import pyarrow as pa
 
 from recsys.data import schema
+from recsys.data.mapping import DataMapping
 from recsys.errors import DataError
 
 MALFORMED_ROW: Final = "malformed_row"
 MISSING_ID: Final = "missing_id"
+MISSING_USER: Final = "missing_user"
 MISSING_VALUE: Final = "missing_value"
 UNPARSEABLE: Final = "unparseable"
 TIMESTAMP_OUT_OF_RANGE: Final = "timestamp_out_of_range"
@@ -42,12 +44,13 @@ DUPLICATE_ID: Final = "duplicate_id"
 
 REASONS: Final[dict[str, str]] = {
     MALFORMED_ROW: "wrong number of fields",
-    MISSING_ID: "user or item id is empty",
+    MISSING_ID: "item id is empty",
+    MISSING_USER: "user id is empty (a guest line without a customer)",
     MISSING_VALUE: "a required value is empty",
     UNPARSEABLE: "value cannot be parsed",
     TIMESTAMP_OUT_OF_RANGE: "timestamp before 1995 or in the future",
     NEGATIVE_VALUE: "negative quantity or price",
-    CANCELLED: "cancelled or returned",
+    CANCELLED: "cancelled or returned (event type, or data.cancellations)",
     DUPLICATE: "exact duplicate of an earlier row",
     DUPLICATE_ID: "catalogue item listed again later (the last row is kept)",
 }
@@ -55,18 +58,7 @@ REASONS: Final[dict[str, str]] = {
 MIN_TIMESTAMP: Final = 788_918_400  # 1995-01-01T00:00:00Z
 FUTURE_TOLERANCE_SECONDS: Final = 86_400
 CANCEL_EVENT_TYPES: Final = frozenset({"cancel", "cancelled", "canceled", "return", "returned", "refund", "refunded"})
-# Spellings of the known event types seen in shop logs -> schema name (always reported).
-EVENT_TYPE_ALIASES: Final[dict[str, str]] = {
-    "addtocart": schema.ADD_TO_CART,
-    "add_to_basket": schema.ADD_TO_CART,
-    "cart": schema.ADD_TO_CART,
-    "transaction": schema.PURCHASE,
-    "buy": schema.PURCHASE,
-    "order": schema.PURCHASE,
-    "pageview": schema.VIEW,
-    "page_view": schema.VIEW,
-    "detail": schema.VIEW,
-}
+EVENT_TYPE_ALIASES: Final = schema.EVENT_TYPE_ALIASES  # kept here for importers
 TRUE_WORDS: Final = frozenset({"true", "t", "yes", "y", "1", "1.0", "in stock", "instock", "available"})
 FALSE_WORDS: Final = frozenset({"false", "f", "no", "n", "0", "0.0", "out of stock", "outofstock", "unavailable"})
 MAX_ISSUES: Final = 20
@@ -141,6 +133,7 @@ class ValidationReport:
     """Reports of every file read for one data set."""
 
     files: list[FileReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -165,6 +158,7 @@ class ValidationReport:
             "rows": sum(r.rows for r in self.files),
             "dropped": self.dropped,
             "files": [report.to_dict() for report in self.files],
+            "warnings": list(self.warnings),
         }
 
     def lines(self) -> list[str]:
@@ -185,6 +179,7 @@ class ValidationReport:
                     out.append(f"  {reason:<{width}}  {count:>10}  {REASONS.get(reason, '')}")
                 out.append("  first problems:")
                 out.extend(f"    {issue}" for issue in report.issues)
+        out.extend(f"WARNING: {warning}" for warning in self.warnings)
         return out
 
 
@@ -232,6 +227,7 @@ class _Check:
     column: str  # schema column, or WHOLE_ROW
     mask: np.ndarray  # (n_rows,) bool, True = problem
     message: str  # format string with {value}
+    fatal: bool = True  # False: the row is dropped and counted even in strict mode
 
 
 # --------------------------------------------------------------- value parsing
@@ -271,15 +267,29 @@ def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.where(np.isfinite(numbers), numbers, np.nan), bad
 
 
-def parse_timestamps(values: pd.Series) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Unix seconds from unix s / ms / us / ns numbers or ISO-8601 strings.
+def parse_timestamps(values: pd.Series, timestamp_format: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Unix seconds from unix s / ms / us / ns numbers or ISO-8601 strings, or a strptime pattern.
 
     Returns (seconds float64 (n,) with NaN where missing or bad, unparseable mask (n,),
     notes saying what was converted). Numbers are read as milliseconds from 1e11 up
     (1e11 s is the year 5138, 1e11 ms is 1973), microseconds from 1e14, nanoseconds from
-    1e17. ISO strings without a zone are taken as UTC.
+    1e17. ISO strings without a zone are taken as UTC. With ``timestamp_format`` (e.g.
+    ``"%d/%m/%Y %H:%M"``) every value is read with that pattern (no zone = UTC).
     """
     notes: list[str] = []
+    if timestamp_format is not None and not pd.api.types.is_datetime64_any_dtype(values.dtype):
+        blank = is_blank(values)
+        text = values.astype("str").str.strip()
+        seconds = np.full(len(values), np.nan)
+        if (~blank).any():
+            dates = pd.to_datetime(text[~blank], format=timestamp_format, utc=True, errors="coerce")
+            seconds[~blank] = ((dates - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+        n_read = int((~np.isnan(seconds)).sum())
+        if n_read:
+            notes.append(f"{n_read} timestamps read with timestamp_format {timestamp_format!r} (no zone = UTC)")
+        return np.floor(seconds), ~blank & np.isnan(seconds), notes
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         stamps = values if getattr(values.dtype, "tz", None) is not None else values.dt.tz_localize("UTC")
         seconds = ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan)
@@ -322,6 +332,63 @@ def parse_timestamps(values: pd.Series) -> tuple[np.ndarray, np.ndarray, list[st
     return np.floor(out), bad, notes
 
 
+DATE_PATTERNS: Final = (
+    "%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y", "%d/%m/%y", "%m/%d/%y", "%Y%m%d",
+    "%d %b %Y", "%b %d, %Y", "%d-%b-%Y",
+)  # fmt: skip
+TIME_PATTERNS: Final = ("", " %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p", "T%H:%M:%S")
+MOSTLY_BAD_SHARE: Final = 0.5
+
+
+def timestamp_patterns_that_fit(sample: Sequence[str]) -> list[str]:
+    """strptime patterns (from the common date and time layouts) that read every value of ``sample``."""
+    values = pd.Series(list(sample), dtype="str")
+    fitting = []
+    for date in DATE_PATTERNS:
+        for clock in TIME_PATTERNS:
+            pattern = date + clock
+            parsed = pd.to_datetime(values, format=pattern, errors="coerce")
+            if len(values) and parsed.notna().all():
+                fitting.append(pattern)
+    return fitting
+
+
+def check_timestamps(raw: RawTable, values: pd.Series, bad: np.ndarray, timestamp_format: str | None) -> None:
+    """Fail, naming the field, a sample value and the fix, when most timestamps cannot be read.
+
+    More than :data:`MOSTLY_BAD_SHARE` of the non-empty values unreadable is a date format
+    the loader was not told about, not bad lines: both modes fail (lenient would drop
+    nearly everything), and the message suggests the patterns that read the values seen.
+    A few bad values are row problems (strict fails at the first with the same hint).
+    """
+    n_bad = int(bad.sum())
+    n_given = int((~is_blank(values)).sum())
+    if not n_bad or n_bad <= MOSTLY_BAD_SHARE * n_given:
+        return
+    rows = np.flatnonzero(bad)
+    first = int(rows[0])
+    sample_value = str(values.iloc[first]).strip()
+    # Distinct values spread over the whole column: early rows alone (days 1-12) cannot
+    # tell day/month order apart.
+    distinct = pd.unique(values.iloc[rows].astype("str").str.strip())
+    sample = distinct[np.linspace(0, len(distinct) - 1, min(len(distinct), 500)).astype(np.int64)]
+    fitting = timestamp_patterns_that_fit([str(v) for v in sample])
+    where = f"{raw.file}, {raw.unit} {int(raw.lines[first])}, field '{raw.field_name(schema.TIMESTAMP)}'"
+    share = f"{n_bad} of {n_given} timestamps cannot be read, e.g. {sample_value!r}"
+    if timestamp_format is not None:
+        hint = f"they do not match data.timestamp_format = {timestamp_format!r}"
+    else:
+        hint = "unix seconds and ISO-8601 are read without a pattern; set data.timestamp_format"
+    if len(fitting) == 1:
+        hint += f'; timestamp_format = "{fitting[0]}" reads every value seen'
+    elif fitting:
+        shown = " or ".join(f'"{p}"' for p in fitting[:4])
+        hint += f"; {shown} read every value seen (check which is day and which is month)"
+    elif timestamp_format is None:
+        hint += ' (a strptime pattern, e.g. "%d/%m/%Y %H:%M")'
+    raise DataError(f"{where}: {share}; {hint}")
+
+
 def parse_bools(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """(nullable boolean Series, unparseable mask (n,)): true/false, yes/no, 1/0, y/n, t/f."""
     if pd.api.types.is_bool_dtype(values.dtype):
@@ -335,8 +402,81 @@ def parse_bools(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return result, ~blank & ~is_true & ~is_false
 
 
-def normalise_event_types(values: pd.Series) -> tuple[pd.Series, list[str]]:
-    """Lower-case, ``-``/space -> ``_``, known aliases mapped; notes list every change.
+def parse_stock(values: pd.Series) -> tuple[pd.Series, np.ndarray, list[str]]:
+    """In stock or not, as shops write it: a count (> 0 is in stock) or a word.
+
+    Words: true/false, yes/no, y/n, t/f, 1/0, in stock/out of stock, available/unavailable.
+    Returns (nullable boolean Series, unparseable mask (n,), notes).
+    """
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype("boolean"), np.zeros(len(values), dtype=bool), []
+    numbers, not_number = parse_numbers(values)
+    flags, not_word = parse_bools(values)
+    is_count = ~np.isnan(numbers)
+    counts_only = is_count & ~np.isin(numbers, (0.0, 1.0))
+    result = flags.copy()
+    result[is_count] = numbers[is_count] > 0
+    notes = []
+    if counts_only.any():
+        notes.append(f"{int(is_count.sum())} stock values read as counts (> 0 is in stock)")
+    return result, not_number & not_word, notes
+
+
+CURRENCY = re.compile(r"^\s*(?:[A-Za-z]{3}\s*)?[£$€¥₹]?\s*|\s*[£$€¥₹]?\s*(?:[A-Za-z]{3})?\s*$")
+THOUSANDS_ONLY = re.compile(r"^-?\d{1,3}(?:,\d{3})+$")
+
+
+def parse_prices(values: pd.Series, decimal_separator: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Prices as shops write them: ``3.50``, ``£3.50``, ``3,50 €``, ``EUR 1.234,50``, ``$1,234.50``.
+
+    A currency symbol or a three-letter code before or after the number is dropped. With
+    ``decimal_separator="auto"``, the last of ``.`` and ``,`` in a value is its decimal
+    separator when both appear; a lone ``,`` is a decimal comma, except ``1,234`` (one or
+    more groups of exactly three digits), which could be either and is refused by name.
+    Returns (prices float64 (n,) NaN where missing or bad, unparseable mask (n,),
+    ambiguous mask (n,), notes).
+    """
+    n = len(values)
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        numbers, bad = parse_numbers(values)
+        return numbers, bad, np.zeros(n, dtype=bool), []
+    blank = is_blank(values)
+    raw = values.astype("str").str.strip()
+    # The few distinct spellings are cleaned, not the rows.
+    codes, uniques = pd.factorize(raw)
+    text = pd.Series(np.asarray(uniques, dtype=object), dtype="str")
+    stripped = text.str.replace(CURRENCY, "", regex=True).str.replace(r"[\s\u00a0']", "", regex=True)
+    has_symbol = stripped.ne(text.str.replace(r"[\s\u00a0']", "", regex=True))
+    has_comma, has_dot = stripped.str.contains(",", regex=False), stripped.str.contains(".", regex=False)
+    ambiguous = pd.Series(False, index=stripped.index)
+    if decimal_separator == ",":
+        cleaned = stripped.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    elif decimal_separator == ".":
+        cleaned = stripped.str.replace(",", "", regex=False)
+    else:
+        comma_last = stripped.str.rfind(",") > stripped.str.rfind(".")
+        european = has_comma & (comma_last | ~has_dot)
+        ambiguous = has_comma & ~has_dot & stripped.str.match(THOUSANDS_ONLY)
+        cleaned = stripped.where(
+            ~european, stripped.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        ).where(european, stripped.str.replace(",", "", regex=False))
+    unique_numbers = pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan).copy()
+    unique_numbers[ambiguous.to_numpy()] = np.nan
+    lookup = np.append(unique_numbers, np.nan)
+    numbers = lookup[codes]
+    ambiguous_rows = np.append(ambiguous.to_numpy(), False)[codes] & ~blank
+    bad = ~blank & ~np.isfinite(numbers) & ~ambiguous_rows
+    notes = []
+    converted = np.append((has_symbol | has_comma).to_numpy(), False)[codes] & np.isfinite(numbers)
+    if converted.any():
+        notes.append(f"{int(converted.sum())} prices read without their currency sign or with a decimal comma")
+    return np.where(np.isfinite(numbers), numbers, np.nan), bad, ambiguous_rows, notes
+
+
+def normalise_event_types(values: pd.Series, mapping: Mapping[str, str] | None = None) -> tuple[pd.Series, list[str]]:
+    """The shop's names mapped (``mapping``), lower-cased, ``-``/space -> ``_``, known aliases
+    mapped (:func:`recsys.data.schema.canonical_event_type`, as the API does); notes list
+    every change.
 
     The few distinct spellings are normalised in Python, the rows only by their codes.
     """
@@ -344,8 +484,7 @@ def normalise_event_types(values: pd.Series) -> tuple[pd.Series, list[str]]:
     codes, uniques = pd.factorize(text)
     out = text
     if len(uniques):
-        normal = [re.sub(r"[\s\-]+", "_", str(u).lower()) for u in uniques]
-        mapped = np.array([EVENT_TYPE_ALIASES.get(u, u) for u in normal], dtype=str)
+        mapped = np.array([schema.canonical_event_type(str(u), mapping) for u in uniques], dtype=str)
         names, inverse = np.unique(mapped, return_inverse=True)
         out = strings_from_codes(names, np.where(codes >= 0, inverse[codes], -1), index=values.index)
     notes = []
@@ -374,6 +513,7 @@ def validate_interactions(
     now: float | None = None,
     extra_checks: Sequence[tuple[str, str, np.ndarray, str]] = (),
     max_issues: int = MAX_ISSUES,
+    mapping: DataMapping | None = None,
 ) -> tuple[pd.DataFrame, FileReport]:
     """Validate and normalise an interactions table.
 
@@ -381,19 +521,30 @@ def validate_interactions(
     present event_type (str, lower case), value (float64, NaN where not given),
     timestamp (int64 unix seconds), session_id and order_id (str, missing allowed).
     ``extra_checks`` are (reason, column, mask, message) run before the built-in ones.
+    ``mapping`` brings the shop's event names, date pattern and cancellation marks.
+
+    Cancelled lines are dropped and counted in both modes (they are data, not errors).
+    Timestamps that mostly cannot be read fail in both modes (:func:`check_timestamps`):
+    dropping nearly every row for a date format is never what was meant.
     """
+    mapping = mapping or DataMapping()
     frame = raw.frame
     n = len(frame)
     notes: list[str] = []
     checks = [_Check(reason, column, np.asarray(mask, dtype=bool), message) for reason, column, mask, message in extra_checks]
     out = pd.DataFrame(index=frame.index)
 
-    for column in schema.INTERACTION_REQUIRED:
-        out[column] = as_id(frame[column])
-        checks.append(_Check(MISSING_ID, column, out[column].isna().to_numpy(), "empty id"))
+    out[schema.USER_ID] = as_id(frame[schema.USER_ID])
+    checks.append(_Check(MISSING_USER, schema.USER_ID, out[schema.USER_ID].isna().to_numpy(), "empty user id (a guest line?)"))
+    out[schema.ITEM_ID] = as_id(frame[schema.ITEM_ID])
+    checks.append(_Check(MISSING_ID, schema.ITEM_ID, out[schema.ITEM_ID].isna().to_numpy(), "empty item id"))
 
+    if schema.EVENT_TYPE not in frame and mapping.default_event_type is not None:
+        frame = frame.copy(deep=False)
+        frame[schema.EVENT_TYPE] = strings_from_codes(np.array([mapping.default_event_type]), np.zeros(n, dtype=np.int64))
+        notes.append(f"no event type column: every line is a {mapping.default_event_type!r} (data.default_event_type)")
     if schema.EVENT_TYPE in frame:
-        types, type_notes = normalise_event_types(frame[schema.EVENT_TYPE])
+        types, type_notes = normalise_event_types(frame[schema.EVENT_TYPE], mapping.event_types)
         notes += type_notes
         out[schema.EVENT_TYPE] = types
         checks.append(_Check(MISSING_VALUE, schema.EVENT_TYPE, types.isna().to_numpy(), "empty event type"))
@@ -411,13 +562,17 @@ def validate_interactions(
         checks.append(_Check(MISSING_VALUE, schema.VALUE, is_rating & np.isnan(value) & ~bad, "rating without a value"))
 
     if schema.TIMESTAMP in frame:
-        seconds, bad, ts_notes = parse_timestamps(frame[schema.TIMESTAMP])
+        seconds, bad, ts_notes = parse_timestamps(frame[schema.TIMESTAMP], mapping.timestamp_format)
         notes += ts_notes
+        check_timestamps(raw, frame[schema.TIMESTAMP], bad, mapping.timestamp_format)
         missing = np.isnan(seconds) & ~bad
         checks.append(_Check(MISSING_VALUE, schema.TIMESTAMP, missing, "empty timestamp"))
-        checks.append(
-            _Check(UNPARSEABLE, schema.TIMESTAMP, bad, "cannot parse {value} as a timestamp (unix seconds or ms, or ISO-8601)")
+        expected = (
+            f"timestamp_format {mapping.timestamp_format!r}"
+            if mapping.timestamp_format
+            else "unix seconds or ms, or ISO-8601; set data.timestamp_format for other date formats"
         )
+        checks.append(_Check(UNPARSEABLE, schema.TIMESTAMP, bad, f"cannot parse {{value}} as a timestamp ({expected})"))
         limit = (time.time() if now is None else now) + FUTURE_TOLERANCE_SECONDS
         with np.errstate(invalid="ignore"):
             out_of_range = (seconds < MIN_TIMESTAMP) | (seconds > limit)
@@ -426,16 +581,28 @@ def validate_interactions(
         )
         out[schema.TIMESTAMP] = seconds
 
-    if value is not None:
-        with np.errstate(invalid="ignore"):
-            negative = (value < 0) & ~is_rating
-        checks.append(_Check(NEGATIVE_VALUE, schema.VALUE, negative, "negative quantity {value}"))
-    if schema.EVENT_TYPE in frame:
-        checks.append(_Check(CANCELLED, schema.EVENT_TYPE, is_cancel, "event type {value} (cancelled or returned)"))
-
     for column in (schema.SESSION_ID, schema.ORDER_ID):
         if column in frame:
             out[column] = as_id(frame[column])
+
+    # Cancellations before the negative-quantity check: a return is not a broken line.
+    cancels = mapping.cancellations
+    if schema.EVENT_TYPE in frame:
+        checks.append(_Check(CANCELLED, schema.EVENT_TYPE, is_cancel, "event type {value} (cancelled or returned)", fatal=False))
+    if cancels.order_id_prefix is not None:
+        if schema.ORDER_ID not in out:
+            raise DataError(f"{raw.file}: data.cancellations.order_id_prefix is set but the file has no order id column")
+        prefixed = out[schema.ORDER_ID].str.startswith(cancels.order_id_prefix).to_numpy(dtype=bool, na_value=False)
+        message = f"order {{value}} starts with {cancels.order_id_prefix!r} (data.cancellations.order_id_prefix)"
+        checks.append(_Check(CANCELLED, schema.ORDER_ID, prefixed, message, fatal=False))
+    if value is not None:
+        with np.errstate(invalid="ignore"):
+            negative = (value < 0) & ~is_rating
+        if cancels.negative_value:
+            message = "negative quantity {value} (data.cancellations.negative_value)"
+            checks.append(_Check(CANCELLED, schema.VALUE, negative, message, fatal=False))
+        else:
+            checks.append(_Check(NEGATIVE_VALUE, schema.VALUE, negative, "negative quantity {value}"))
 
     clean, report = _apply(raw, out, checks, strict=strict, table="interactions", max_issues=max_issues)
     if schema.TIMESTAMP in clean:
@@ -456,13 +623,21 @@ def validate_catalog(
     strict: bool = False,
     extra_checks: Sequence[tuple[str, str, np.ndarray, str]] = (),
     max_issues: int = MAX_ISSUES,
+    mapping: DataMapping | None = None,
+    per_line: bool = False,
 ) -> tuple[pd.DataFrame, FileReport]:
     """Validate and normalise an item catalogue.
 
     Returns (clean table, report): item_id (str, unique), title, description, category
     (str, "" when not given), price (float64, NaN when not given), in_stock (nullable
-    boolean) for the columns the file has.
+    boolean) for the columns the file has. Prices may carry a currency sign or a decimal
+    comma (:func:`parse_prices`, ``mapping.decimal_separator``); stock may be a count or
+    a word (:func:`parse_stock`). ``per_line`` validates catalogue fields found on the
+    lines of an interactions file: an item appears on many lines, so neither repeated
+    items nor repeated lines are dropped.
     """
+    mapping = mapping or DataMapping()
+    notes: list[str] = []
     frame = raw.frame
     checks = [_Check(reason, column, np.asarray(mask, dtype=bool), message) for reason, column, mask, message in extra_checks]
     out = pd.DataFrame(index=frame.index)
@@ -472,20 +647,33 @@ def validate_catalog(
         if column in frame:
             out[column] = frame[column].astype("str").str.strip().fillna("")
     if schema.PRICE in frame:
-        price, bad = parse_numbers(frame[schema.PRICE])
+        price, bad, ambiguous, price_notes = parse_prices(frame[schema.PRICE], mapping.decimal_separator)
+        notes += price_notes
         out[schema.PRICE] = price
         checks.append(_Check(UNPARSEABLE, schema.PRICE, bad, "cannot parse {value} as a price"))
+        checks.append(
+            _Check(
+                UNPARSEABLE,
+                schema.PRICE,
+                ambiguous,
+                "cannot tell whether ',' in {value} separates decimals or thousands; set data.decimal_separator",
+            )
+        )
         with np.errstate(invalid="ignore"):
             checks.append(_Check(NEGATIVE_VALUE, schema.PRICE, price < 0, "negative price {value}"))
     if schema.IN_STOCK in frame:
-        stock, bad = parse_bools(frame[schema.IN_STOCK])
+        stock, bad, stock_notes = parse_stock(frame[schema.IN_STOCK])
+        notes += stock_notes
         out[schema.IN_STOCK] = stock
-        checks.append(_Check(UNPARSEABLE, schema.IN_STOCK, bad, "cannot read {value} as true/false"))
-    # Same item twice with different fields: the last row wins (as in align_catalog).
-    again = "item {value} is listed again further down; the last row is kept"
-    checks.append(_Check(DUPLICATE_ID, schema.ITEM_ID, np.zeros(len(frame), dtype=bool), again))
-    clean, report = _apply(raw, out, checks, strict=strict, table="catalog", max_issues=max_issues)
-    report.notes = raw.notes + report.notes
+        checks.append(
+            _Check(UNPARSEABLE, schema.IN_STOCK, bad, "cannot read {value} as in stock or not (a count, yes/no, true/false, 1/0)")
+        )
+    if not per_line:
+        # Same item twice with different fields: the last row wins (as in align_catalog).
+        again = "item {value} is listed again further down; the last row is kept"
+        checks.append(_Check(DUPLICATE_ID, schema.ITEM_ID, np.zeros(len(frame), dtype=bool), again))
+    clean, report = _apply(raw, out, checks, strict=strict, table="catalog", max_issues=max_issues, duplicates=not per_line)
+    report.notes = raw.notes + notes + report.notes
     return clean, report
 
 
@@ -516,6 +704,7 @@ def _apply(
     strict: bool,
     table: str,
     max_issues: int,
+    duplicates: bool = True,
 ) -> tuple[pd.DataFrame, FileReport]:
     """Run the checks in order, add duplicate checks, then drop (lenient) or raise (strict)."""
     n = len(out)
@@ -528,7 +717,9 @@ def _apply(
     # Exact duplicates among the rows that passed everything else (parsed values compared).
     alive = reason_of < 0
     dup = np.zeros(n, dtype=bool)
-    if alive.all():
+    if not duplicates:
+        pass
+    elif alive.all():
         dup = out.duplicated(keep="first").to_numpy()
     elif alive.any():
         dup[alive] = out.loc[alive].duplicated(keep="first").to_numpy()
@@ -551,8 +742,8 @@ def _apply(
         codes, counts = np.unique(reason_of[bad_rows], return_counts=True)
         for code, count in zip(codes, counts, strict=True):
             dropped[checks[int(code)].reason] += int(count)
-    if strict and issues:
-        raise DataError(str(issues[0]))
+    if strict:
+        _raise_first_fatal(raw, checks, reason_of, out)
 
     clean = out.loc[~bad_rows].reset_index(drop=True) if bad_rows.any() else out.reset_index(drop=True)
     # Positions of the kept rows in the raw table (readers that number rows themselves use them).
@@ -568,6 +759,23 @@ def _apply(
         ignored_columns=list(raw.ignored_columns),
     )
     return clean, report
+
+
+def _raise_first_fatal(raw: RawTable, checks: list[_Check], reason_of: np.ndarray, out: pd.DataFrame) -> None:
+    """Strict mode: raise the first problem in file order that is an error (not a cancellation)."""
+    fatal_checks = np.array([check.fatal for check in checks] + [True], dtype=bool)
+    fatal_rows = np.flatnonzero((reason_of >= 0) & fatal_checks[reason_of])
+    candidates: list[tuple[int, int]] = []  # (line, row or -1 - malformed index)
+    if len(fatal_rows):
+        first = int(fatal_rows[np.argmin(raw.lines[fatal_rows])])
+        candidates.append((int(raw.lines[first]), first))
+    if len(raw.malformed_lines):
+        candidates.append((int(raw.malformed_lines[0]), -1))
+    if not candidates:
+        return
+    line, row = min(candidates)
+    hashes = _row_hashes(out) if row >= 0 and checks[int(reason_of[row])].reason == DUPLICATE else None
+    raise DataError(str(_issue(raw, checks, reason_of, out, line, row, hashes)))
 
 
 def _issues(
@@ -671,6 +879,17 @@ CATALOG_ALIASES: Final[Mapping[str, str]] = {
 }
 
 
+def require_column(file: str, header: Sequence[str], column: str, key: str) -> None:
+    """DataError naming the configuration key and listing the header when ``column`` is absent."""
+    if column not in header:
+        close = [name for name in header if normalised_name(name) == normalised_name(column)]
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DataError(
+            f"{file}, line 1: column {column!r} ({key}) is not in the file (the header has: "
+            f"{', '.join(header) or 'nothing'}){hint}"
+        )
+
+
 def normalised_name(name: str) -> str:
     """Lower case, letters and digits only: ``userId`` and ``user_id`` both give ``userid``."""
     return "".join(ch for ch in str(name).lower() if ch.isalnum())
@@ -683,12 +902,19 @@ def resolve_columns(
     *,
     aliases: Mapping[str, str] | None = None,
     required: Sequence[str] | None = None,
+    explicit: Mapping[str, str] | None = None,
+    explicit_keys: Mapping[str, str] | None = None,
+    provided: Sequence[str] = (),
 ) -> tuple[dict[str, str], list[str], list[str]]:
     """Map a file's column names to schema names.
 
-    Returns (source -> schema rename, ignored columns, notes). A column whose name is the
-    schema name wins over aliases; two aliases for one schema name without it are an
-    error, as is a missing required column (``DataError`` naming file, line 1 and field).
+    Returns (source -> schema rename, ignored columns, notes). ``explicit`` (schema name
+    -> the file's column, from ``[data.columns]``; ``explicit_keys`` names its key in messages)
+    comes first; a mapped column the file lacks is an error naming the key and listing
+    the header. The other schema names are found by their usual names: a column whose
+    name is the schema name wins over aliases; two aliases for one schema name without it
+    are an error, as is a missing required column (``DataError`` naming file, line 1 and
+    field). ``provided`` are schema names the caller builds itself (not required here).
     """
     if aliases is None:
         aliases = INTERACTION_ALIASES if table == "interactions" else CATALOG_ALIASES
@@ -698,13 +924,19 @@ def resolve_columns(
     dupes = sorted({name for name in names if names.count(name) > 1})
     if dupes:
         raise DataError(f"{file}, line 1, field '{dupes[0]}': column name appears more than once in the header")
-    claims: dict[str, list[str]] = {}
-    for name in names:
-        target = name if name in aliases.values() else aliases.get(normalised_name(name))
-        if target is not None:
-            claims.setdefault(target, []).append(name)
     rename: dict[str, str] = {}
     notes: list[str] = []
+    for target, source in (explicit or {}).items():
+        require_column(file, names, source, (explicit_keys or {}).get(target, f"data.columns.{target}"))
+        rename[source] = target
+    taken = set(rename.values()) | set(provided)
+    claims: dict[str, list[str]] = {}
+    for name in names:
+        if name in rename:
+            continue
+        target = name if name in aliases.values() else aliases.get(normalised_name(name))
+        if target is not None and target not in taken:
+            claims.setdefault(target, []).append(name)
     for target, sources in claims.items():
         if target in sources:
             chosen = target
@@ -719,7 +951,7 @@ def resolve_columns(
         others = [s for s in sources if s != chosen]
         if others:
             notes.append(f"column '{chosen}' used as '{target}'; {', '.join(repr(o) for o in others)} ignored")
-    missing = [column for column in required if column not in rename.values()]
+    missing = [column for column in required if column not in rename.values() and column not in provided]
     if missing:
         raise DataError(
             f"{file}, line 1, field '{missing[0]}': required column missing "

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from recsys.data import schema
 from recsys.data.dataset import Dataset
 from recsys.data.idmap import IdMap
+from recsys.data.mapping import DataMapping
 from recsys.data.matrix import Weighting, build_ratings, build_user_items
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.evaluation import metrics
@@ -79,15 +80,23 @@ class LoadedInput:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def load_input(path: str | Path, fmt: str = "auto", catalog: str | Path | None = None) -> LoadedInput:
+def load_input(
+    path: str | Path,
+    fmt: str = "auto",
+    catalog: str | Path | None = None,
+    *,
+    strict: bool = False,
+    mapping: DataMapping | None = None,
+) -> LoadedInput:
     """Read and validate interactions (and a catalogue) with :func:`recsys.data.loaders.load`.
 
+    ``mapping`` names the shop's columns, events, dates and cancellations (``[data]``).
     ``info`` names the data set and records the resolved format, the files read and how
     many rows validation kept and dropped, for the evaluation report.
     """
     from recsys.data.loaders import load
 
-    loaded = load(path, format=fmt, catalog=catalog)
+    loaded = load(path, format=fmt, catalog=catalog, strict=strict, mapping=mapping)
     report = loaded.report.to_dict()
     info: dict[str, Any] = {
         "name": Path(path).name,

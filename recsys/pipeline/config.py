@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from recsys.data.mapping import DataMapping
 from recsys.data.matrix import Weighting
 from recsys.errors import ConfigError
 from recsys.models.base import ModelConfig
@@ -45,8 +46,10 @@ class EventsConfig(Section):
     max_events: int | None = Field(None, ge=1, description="read at most the newest N events; None = all")
 
 
-class DataConfig(Section):
-    """``[data]``: where interactions and the catalogue come from, and how strictly to check them."""
+class DataConfig(DataMapping):
+    """``[data]``: where interactions and the catalogue come from, how to read the shop's
+    columns, event names, dates and cancellations (the keys of
+    :class:`~recsys.data.mapping.DataMapping`), and how strictly to check them."""
 
     path: str | None = Field(None, description="file or folder of interactions")
     format: DataFormat = "auto"
@@ -147,6 +150,14 @@ class ScheduleConfig(Section):
         return every
 
 
+class MetricsConfig(Section):
+    """``[metrics]``: batch-job metrics for Prometheus (node_exporter's textfile collector)."""
+
+    textfile_dir: str | None = Field(
+        None, description="folder for recsys_train.prom / recsys_publish.prom; None = no files"
+    )
+
+
 class PipelineConfig(Section):
     """The whole file. ``models`` maps registry name -> parameters (validated per model)."""
 
@@ -160,6 +171,7 @@ class PipelineConfig(Section):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @model_validator(mode="after")
     def _cross_check(self) -> PipelineConfig:
@@ -338,4 +350,5 @@ def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
 
     data = config.data.model_copy(update={"path": resolved(config.data.path), "catalog": resolved(config.data.catalog)})
     training = config.training.model_copy(update={"out": resolved(config.training.out)})
-    return config.model_copy(update={"data": data, "training": training})
+    metrics = config.metrics.model_copy(update={"textfile_dir": resolved(config.metrics.textfile_dir)})
+    return config.model_copy(update={"data": data, "training": training, "metrics": metrics})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import redis
 
 from recsys.pipeline.artifacts import RunFolder
 from recsys.pipeline.config import PipelineConfig, parse_config
+from recsys.pipeline.textfile import recorded
 from recsys.pipeline.train import LoadedInput, train
 from recsys.publish.publisher import Publisher, PublishResult
 from recsys.store.connection import connect
@@ -80,8 +82,32 @@ def publish_run(
     """``recsys publish RUN``: settings from ``config``, else from the run's own metadata."""
     run = RunFolder(run_dir)
     settings = config or run_config(run)
-    client, layout = connect_store(settings, redis_url, prefix)
-    return make_publisher(settings, client, layout, show_progress=show_progress).publish_run(run)
+    with recorded(settings.metrics.textfile_dir, "publish") as record:
+        client, layout = connect_store(settings, redis_url, prefix)
+        result = make_publisher(settings, client, layout, show_progress=show_progress).publish_run(run)
+        record.from_publish(result)
+    return result
+
+
+def train_run(
+    config: PipelineConfig,
+    out: str | Path | None = None,
+    *,
+    data: LoadedInput | None = None,
+    events_client: redis.Redis | None = None,
+    show_progress: bool | None = None,
+    trainer: Callable[[PipelineConfig, str | Path | None], Path] | None = None,
+) -> Path:
+    """``recsys train``: a training run whose metrics go to ``[metrics] textfile_dir``;
+    ``trainer(config, out)`` replaces the local training (the Spark backend's)."""
+    with recorded(config.metrics.textfile_dir, "train") as record:
+        if trainer is not None:
+            run_dir = trainer(config, out)
+        else:
+            run_dir = train(config, out, data=data, events_client=events_client, show_progress=show_progress)
+        with open(Path(run_dir) / "metadata.json", encoding="utf-8") as handle:
+            record.from_run_metadata(json.load(handle))
+    return run_dir
 
 
 def run_pipeline(
@@ -99,10 +125,15 @@ def run_pipeline(
     Redis is reached first, so an unreachable server fails in seconds, before any training.
     ``trainer(config, out)`` replaces the local training run (the Spark backend's).
     """
-    client, layout = connect_store(config, redis_url, prefix)
-    if trainer is not None:
-        run_dir = trainer(config, out)
-    else:
-        run_dir = train(config, out, data=data, events_client=client, show_progress=show_progress)
-    result = make_publisher(config, client, layout, show_progress=show_progress).publish_run(run_dir)
+    with recorded(config.metrics.textfile_dir, "train") as record:
+        client, layout = connect_store(config, redis_url, prefix)
+        if trainer is not None:
+            run_dir = trainer(config, out)
+        else:
+            run_dir = train(config, out, data=data, events_client=client, show_progress=show_progress)
+        with open(Path(run_dir) / "metadata.json", encoding="utf-8") as handle:
+            record.from_run_metadata(json.load(handle))
+    with recorded(config.metrics.textfile_dir, "publish") as record:
+        result = make_publisher(config, client, layout, show_progress=show_progress).publish_run(run_dir)
+        record.from_publish(result)
     return PipelineResult(run_dir, result)

@@ -110,6 +110,7 @@ def load_input(config: PipelineConfig) -> LoadedInput:
         format=config.data.format,
         catalog=config.data.catalog,
         strict=config.data.validation == "strict",
+        mapping=config.data,
     )
     return LoadedInput(
         interactions=loaded.interactions,

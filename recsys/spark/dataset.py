@@ -68,7 +68,10 @@ def _weight_expression(columns: list[str], weighting: Weighting, now: float | No
         below = is_rating & ~(F.coalesce(value >= weighting.rating_threshold, F.lit(False)))
         weight = F.when(F.coalesce(below, F.lit(False)), F.lit(0.0)).otherwise(weight)
     if weighting.use_values and has_value:
-        weight = weight * F.coalesce(F.col(schema.VALUE), F.lit(1.0))
+        factor = F.coalesce(F.col(schema.VALUE), F.lit(1.0))
+        if weighting.value_transform == "log":
+            factor = F.log2(F.lit(1.0) + F.greatest(factor, F.lit(0.0)))
+        weight = weight * factor
     if decay and weighting.half_life_days is not None and schema.TIMESTAMP in columns and now is not None:
         age = F.greatest((F.lit(now) - F.col(schema.TIMESTAMP).cast("double")) / 86400.0, F.lit(0.0))
         weight = weight * F.coalesce(F.pow(F.lit(0.5), age / weighting.half_life_days), F.lit(1.0))

@@ -167,9 +167,10 @@ class SparkRecommender(Recommender):
 
 
 def spark_factories(
-    names: Sequence[str], params: Mapping[str, Mapping[str, Any]], spark: SparkSession, spark_config: SparkConfig
+    names: Sequence[str], params: Mapping[str, Mapping[str, Any]], spark: SparkSession | None, spark_config: SparkConfig
 ) -> dict[str, Any]:
-    """Evaluation-runner factories for the Spark twins, refused before work for other models."""
+    """Evaluation-runner factories for the Spark twins, refused before work for other models
+    (``spark`` None: only check the names and parameters)."""
     try:
         check_spark_models({name: dict(params.get(name, {})) for name in names})
     except ValueError as error:

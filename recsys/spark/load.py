@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from recsys.data import schema
-from recsys.data.loaders import CSV_SUFFIXES, PARQUET_SUFFIXES, detect_format, load, read_table
+from recsys.data.loaders import CSV_SUFFIXES, PARQUET_SUFFIXES, ColumnSpec, _warn_dropped_catalog, detect_format, load, read_table
+from recsys.data.mapping import DataMapping
 from recsys.data.validation import (
     DUPLICATE,
     MAX_ISSUES,
@@ -39,11 +40,10 @@ from recsys.data.validation import (
     FileReport,
     Issue,
     ValidationReport,
-    resolve_columns,
     validate_catalog,
     validate_interactions,
 )
-from recsys.errors import DataError
+from recsys.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -110,6 +110,16 @@ def resolve_files(path: str, fmt: str, catalog: str | None) -> tuple[str, str, s
 
 
 # ------------------------------------------------------------------ executors
+def _chunk_table(path: Path, file: str, sep: str | None, mapping: DataMapping) -> Any:
+    """The local reader on a chunk file; its messages name the real file."""
+    try:
+        raw = read_table(path, "interactions", sep=sep, spec=ColumnSpec.for_interactions(mapping))
+    except DataError as error:
+        raise DataError(str(error).replace(str(path), file)) from None
+    raw.file = file
+    return raw
+
+
 def _validate_chunk(
     lines: np.ndarray,
     payload: pd.DataFrame,
@@ -118,6 +128,8 @@ def _validate_chunk(
     header: str,
     sep: str | None,
     now: float,
+    mapping: DataMapping,
+    strict: bool,
 ) -> pd.DataFrame:
     """Validate one chunk on an executor: rows in CLEAN_SCHEMA plus one report row."""
     suffix = ".parquet" if kind == "parquet" else (".tsv" if sep == "\t" else ".csv")
@@ -129,16 +141,18 @@ def _validate_chunk(
             with open(path, "w", encoding="utf-8", newline="") as handle:
                 handle.write(header + "\n")
                 handle.write("\n".join(payload["value"].tolist()) + "\n")
-        try:
-            raw = read_table(path, "interactions", sep=sep)
-        except DataError as error:
-            raise DataError(str(error).replace(str(path), file)) from None
+        raw = _chunk_table(path, file, sep, mapping)
     # Chunk positions -> the file's own line (row) numbers.
     offset = 2 if kind == "csv" else 1
-    raw.file = file
     raw.lines = lines[raw.lines - offset]
     raw.malformed_lines = lines[raw.malformed_lines - offset]
-    clean, report = validate_interactions(raw, strict=False, now=now)
+    fatal = None
+    if strict:
+        try:
+            validate_interactions(raw, strict=True, now=now, mapping=mapping)
+        except DataError as error:
+            fatal = str(error)
+    clean, report = validate_interactions(raw, strict=False, now=now, mapping=mapping)
     kept = np.asarray(clean.attrs.get("source_rows", np.arange(len(clean))), dtype=np.int64)
     n = len(clean)
     columns: dict[str, pd.Series] = {ORDINAL: pd.Series(raw.lines[kept], dtype="int64")}
@@ -155,6 +169,7 @@ def _validate_chunk(
     summary = report.to_dict()
     summary["present"] = [c for c in schema.INTERACTION_COLUMNS if c in clean.columns]
     summary["unit"] = raw.unit
+    summary["fatal"] = fatal
     tail = {name: pd.Series([None], dtype=series.dtype) for name, series in columns.items() if name != ORDINAL}
     tail[ORDINAL] = pd.Series([-1], dtype="int64")
     tail[REPORT] = pd.Series([json.dumps(summary)], dtype=object)
@@ -167,7 +182,9 @@ def _text(values: pd.Series) -> pd.Series:
     return pd.Series(array, dtype=object)
 
 
-def _chunk_runner(kind: str, file: str, header: str, sep: str | None, now: float, columns: list[str], chunk_rows: int) -> Any:
+def _chunk_runner(
+    kind: str, file: str, header: str, sep: str | None, now: float, columns: list[str], chunk_rows: int, mapping: DataMapping, strict: bool
+) -> Any:
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         pending: list[pd.DataFrame] = []
         size = 0
@@ -175,7 +192,7 @@ def _chunk_runner(kind: str, file: str, header: str, sep: str | None, now: float
         def flush() -> pd.DataFrame:
             chunk = pd.concat(pending, ignore_index=True)
             lines = chunk.pop("__line").to_numpy(dtype=np.int64)
-            return _validate_chunk(lines, chunk[columns], kind, file, header, sep, now)
+            return _validate_chunk(lines, chunk[columns], kind, file, header, sep, now, mapping, strict)
 
         for batch in batches:
             pending.append(batch)
@@ -223,15 +240,17 @@ def read_interactions(
     strict: bool = False,
     now: float | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    mapping: DataMapping | None = None,
 ) -> SparkInput:
     """Read and validate a data set with Spark (see the module docstring); ``chunk_rows``
     lines at most are validated together on an executor."""
     from pyspark.sql import functions as F
 
     now = time.time() if now is None else now
+    mapping = mapping or DataMapping()
     kind, file, catalog_file = resolve_files(path, fmt, catalog)
     if kind.startswith("movielens"):
-        loaded = load(path, format=kind, catalog=catalog, strict=strict, now=now)
+        loaded = load(path, format=kind, catalog=catalog, strict=strict, now=now, mapping=mapping)
         frame = loaded.interactions.copy()
         frame.insert(0, ORDINAL, np.arange(1, len(frame) + 1, dtype=np.int64))
         return SparkInput(
@@ -242,25 +261,25 @@ def read_interactions(
             source=loaded.source.to_dict(),
         )
 
+    if catalog_file is None and set(mapping.catalog_columns.single()) - {schema.ITEM_ID}:
+        raise ConfigError(
+            "data.catalog_columns: catalogue fields on the interaction lines are not read by the spark backend "
+            "(give a catalogue file: data.catalog)"
+        )
     if kind == "parquet":
         table = spark.read.parquet(file)
-        header_names = table.columns
-        resolve_columns(header_names, "interactions", file)  # a missing column fails here, on the driver
-        numbered = _numbered(table, 1)
         header, sep = "", None
-        columns = header_names
+        columns = table.columns
+        _check_header(table.limit(0).toPandas(), kind, file, "", None, mapping)
+        numbered = _numbered(table, 1)
     else:
         header = _read_header(spark, file)
         sep = _sniff(file, header)
-        import csv
-        import io
-
-        names = next(csv.reader(io.StringIO(header), delimiter=sep), [])
-        resolve_columns([n.strip() for n in names], "interactions", file)
-        lines = _numbered(spark.read.text(file), 1)
-        numbered = lines.where(F.col("__line") > 1)
+        _check_header(None, kind, file, header, sep, mapping)
+        numbered = _numbered(spark.read.text(file), 1).where(F.col("__line") > 1)
         columns = ["value"]
-    validated = numbered.mapInPandas(_chunk_runner(kind, file, header, sep, now, columns, chunk_rows), CLEAN_SCHEMA).cache()
+    runner = _chunk_runner(kind, file, header, sep, now, columns, chunk_rows, mapping, strict)
+    validated = numbered.mapInPandas(runner, CLEAN_SCHEMA).cache()
     summaries = [json.loads(row[0]) for row in validated.where(F.col(ORDINAL) < 0).select(REPORT).collect()]
     rows = validated.where(F.col(ORDINAL) >= 0).drop(REPORT)
     present = [c for c in schema.INTERACTION_COLUMNS if any(c in s["present"] for s in summaries)]
@@ -279,18 +298,45 @@ def read_interactions(
     if unknown:
         shown = ", ".join(f"'{row[0]}' ({row[1]})" for row in unknown)
         report.notes.append(f"{UNKNOWN_TYPES_NOTE} (weighted by default_weight): {shown}")
-    if strict and report.issues:
-        raise DataError(str(report.issues[0]))
+    if strict:
+        _raise_first_fatal(file, summaries, report)
     validation = ValidationReport([report])
     if report.kept == 0:
         why = ", ".join(f"{reason}: {count}" for reason, count in report.dropped.items()) or "the file has no data rows"
         raise DataError(f"{file}: no valid interactions ({why})")
     catalog_frame = None
     if catalog_file is not None:
-        catalog_frame, catalog_report = read_catalog(spark, catalog_file, strict=strict)
+        catalog_frame, catalog_report = read_catalog(spark, catalog_file, strict=strict, mapping=mapping)
         validation.files.append(catalog_report)
+    _warn_dropped_catalog(validation, mapping.max_dropped_share)
     source = {"format": kind, "path": path, "interactions": file, "catalog": catalog_file, "extra": [], "backend": "spark"}
     return SparkInput(rows.select(ORDINAL, *present), present, catalog_frame, validation, source)
+
+
+def _check_header(frame: pd.DataFrame | None, kind: str, file: str, header: str, sep: str | None, mapping: DataMapping) -> None:
+    """The local reader on the header alone: a missing or ambiguous column fails on the driver,
+    with the local message, before any executor starts."""
+    with tempfile.TemporaryDirectory(prefix="recsys-header-") as folder:
+        suffix = ".parquet" if kind == "parquet" else (".tsv" if sep == "\t" else ".csv")
+        path = Path(folder) / f"header{suffix}"
+        if frame is not None:
+            frame.to_parquet(path, index=False)
+        else:
+            with open(path, "w", encoding="utf-8", newline="") as handle:
+                handle.write(header + "\n")
+        _chunk_table(path, file, sep, mapping)
+
+
+def _raise_first_fatal(file: str, summaries: list[dict[str, Any]], report: FileReport) -> None:
+    """Strict mode: the first error of the file (chunks' first errors and cross-chunk duplicates)."""
+    candidates: list[tuple[int, str]] = []
+    for summary in summaries:
+        if summary.get("fatal"):
+            match = re.match(r", (?:line|row) (\d+)", summary["fatal"][len(file) :])
+            candidates.append((int(match.group(1)) if match else 0, summary["fatal"]))
+    candidates += [(issue.line, str(issue)) for issue in report.issues if issue.reason == DUPLICATE and issue.field == WHOLE_ROW]
+    if candidates:
+        raise DataError(min(candidates)[1])
 
 
 def _drop_cross_duplicates(rows: DataFrame, present: list[str]) -> tuple[DataFrame, int, list[tuple[int, int]]]:
@@ -384,7 +430,9 @@ def _merge_reports(
     )
 
 
-def read_catalog(spark: SparkSession, path: str, *, strict: bool = False) -> tuple[pd.DataFrame, FileReport]:
+def read_catalog(
+    spark: SparkSession, path: str, *, strict: bool = False, mapping: DataMapping | None = None
+) -> tuple[pd.DataFrame, FileReport]:
     """The catalogue, fetched by Spark (any path Spark reads) and validated on the driver."""
     rows = spark.read.format("binaryFile").load(path).select("content").collect()
     if not rows:
@@ -395,11 +443,11 @@ def read_catalog(spark: SparkSession, path: str, *, strict: bool = False) -> tup
         with open(local, "wb") as handle:
             handle.write(bytes(rows[0][0]))
         try:
-            raw = read_table(local, "catalog")
+            raw = read_table(local, "catalog", spec=ColumnSpec.for_catalog(mapping or DataMapping()))
         except DataError as error:
             raise DataError(str(error).replace(str(local), path)) from None
     raw.file = path
-    return validate_catalog(raw, strict=strict)
+    return validate_catalog(raw, strict=strict, mapping=mapping or DataMapping())
 
 
 def spark_available_reason() -> str | None:

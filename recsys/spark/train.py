@@ -112,6 +112,7 @@ def load_dataset(spark: SparkSession, config: PipelineConfig, timer: Timer) -> t
             config.data.format,
             config.data.catalog,
             strict=config.data.validation == "strict",
+            mapping=config.data,
         )
         info["catalog_items"] = len(loaded.catalog) if loaded.catalog is not None else 0
     with timer.step("dataset") as info:

@@ -28,8 +28,9 @@ key                            type    content
 ``{p}recent:{user}``           zset    item ids the user just interacted with -> unix time
 =============================  ======  =====================================================
 
-Each entry of the events stream has the string fields ``type`` (impression, click,
-add_to_cart, purchase, rating), ``user_id``, ``session_id``, ``item_id``, ``value``,
+Each entry of the events stream has the string fields ``type`` (one of
+``recsys.data.schema.EVENT_TYPES``: view, click, add_to_cart, remove_from_cart, purchase,
+rating, impression), ``user_id``, ``session_id``, ``item_id``, ``value``,
 ``timestamp`` (unix seconds) and ``recommendation_id``; a missing value is ``""``.
 
 Version metadata (``{p}v:{v}:meta``) is a JSON object with at least::

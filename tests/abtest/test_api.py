@@ -16,6 +16,7 @@ from recsys.abtest.assignment import assign
 from recsys.abtest.events import MAX_BATCH_EVENTS, MAX_BODY_BYTES
 from recsys.abtest.experiments import ExperimentStore
 from recsys.abtest.report import build_report
+from recsys.errors import ConfigError
 from recsys.store.keys import EVENT_FIELDS, KeyLayout
 from serving import create_app
 from serving.dashboard import COOKIE
@@ -95,6 +96,38 @@ def test_ingest_token_when_configured(redis_url: str, key_prefix: str, redis_cli
     assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"].startswith("Bearer")
     assert client.post("/v1/events", json=click("u", "i"), headers={"Authorization": f"Bearer {INGEST}"}).status_code == 202
     assert redis_client.xlen(layout.events) == 1
+
+
+def test_views_and_the_shops_mapped_names_are_accepted_and_weighted_by_the_batch_job(
+    redis_url: str, key_prefix: str, redis_client: redis.Redis, layout: KeyLayout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # POST /v1/events used to refuse "view", which the batch job weights.
+    monkeypatch.setenv("RECSYS_EVENT_TYPES", '{"pv": "view", "basket_remove": "remove_from_cart"}')
+    client = make_app(redis_url, key_prefix).test_client()
+    batch = [
+        {"type": "view", "user_id": "u", "item_id": "a"},
+        {"type": "pv", "user_id": "u", "item_id": "b"},
+        {"type": "remove_from_cart", "user_id": "u", "item_id": "c"},
+        {"type": "basket_remove", "user_id": "u", "item_id": "d"},
+    ]
+    response = client.post("/v1/events", json=batch)
+    assert response.status_code == 202, response.json
+    refused = client.post("/v1/events", json={"type": "swipe", "user_id": "u", "item_id": "e"})
+    assert refused.status_code == 400 and "unknown type 'swipe'" in refused.json["error"]["problems"][0]["error"]
+
+    from recsys.data.matrix import Weighting, event_weights
+    from recsys.pipeline.events import read_events as read_for_training
+
+    frame, report = read_for_training(redis_client, layout)
+    assert frame["event_type"].tolist() == ["view", "view", "remove_from_cart", "remove_from_cart"]
+    weighting = Weighting()
+    assert event_weights(frame, weighting).tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert report["used"] == 4
+
+
+def test_event_type_mapping_onto_an_unknown_type_is_refused_at_start(redis_url: str, key_prefix: str) -> None:
+    with pytest.raises(ConfigError, match="RECSYS_EVENT_TYPES.*'swipe' is not an event type"):
+        make_app(redis_url, key_prefix, EVENT_TYPES={"s": "swipe"})
 
 
 # ---------------------------------------------------------------------- admin

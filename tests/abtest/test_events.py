@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pandas as pd
 import pytest
 import redis
 
@@ -16,6 +17,8 @@ from recsys.abtest.events import (
     validate_events,
     write_events,
 )
+from recsys.data import schema
+from recsys.data.validation import normalise_event_types
 from recsys.store.keys import EVENT_FIELDS, RECENT_MAX_ITEMS, RECENT_TTL_SECONDS, KeyLayout
 
 NOW = 1_750_000_000.0
@@ -65,7 +68,8 @@ def test_timestamps_in_seconds_or_iso(raw: object, expected: int) -> None:
     ("event", "field", "fragment"),
     [
         ({"user_id": "u", "item_id": "i"}, "type", "required"),
-        ({"type": "view", "user_id": "u", "item_id": "i"}, "type", "unknown type"),
+        ({"type": "pageview-ish", "user_id": "u", "item_id": "i"}, "type", "unknown type"),
+        ({"type": 3, "user_id": "u", "item_id": "i"}, "type", "must be a string"),
         ({"type": "click", "item_id": "i"}, "user_id", "user_id or session_id"),
         ({"type": "click", "user_id": "u"}, "item_id", "required"),
         ({"type": "click", "user_id": "", "item_id": "i"}, "user_id", "empty"),
@@ -92,6 +96,32 @@ def test_each_bad_field_is_named(event: dict[str, object], field: str, fragment:
     problems = problems_of([good, good, event])
     assert any(p["index"] == 2 and p["field"] == field and fragment in str(p["error"]) for p in problems), problems
     assert all(p["index"] == 2 for p in problems)
+
+
+@pytest.mark.parametrize("event_type", schema.EVENT_TYPES)
+def test_every_event_type_the_batch_job_weights_is_accepted(event_type: str) -> None:
+    # The API once refused "view", which the batch job weights: one vocabulary for both.
+    assert event_type in schema.DEFAULT_EVENT_WEIGHTS
+    raw = {"type": event_type, "user_id": "u", "item_id": "i"} | ({"value": 4} if event_type == schema.RATING else {})
+    (event,) = validate_events(raw, now=NOW)
+    assert event.type == event_type
+
+
+def test_spellings_and_mapped_names_are_read_as_the_batch_job_reads_them() -> None:
+    mapping = {"pv": "view", "BUY_NOW": "purchase"}
+    raws = [
+        {"type": "Add-To-Cart", "user_id": "u", "item_id": "i"},
+        {"type": "pageview", "user_id": "u", "item_id": "i"},
+        {"type": "pv", "user_id": "u", "item_id": "i"},
+        {"type": "buy_now", "user_id": "u", "item_id": "i"},
+    ]
+    events = validate_events(raws, now=NOW, event_types=mapping)
+    assert [e.type for e in events] == ["add_to_cart", "view", "view", "purchase"]
+    names = pd.Series([r["type"] for r in raws])
+    offline, _ = normalise_event_types(names, mapping)
+    assert offline.tolist() == [e.type for e in events]
+    with pytest.raises(EventValidationError, match="unknown type 'pv'"):
+        validate_events(raws[2], now=NOW)  # without the mapping
 
 
 def test_every_bad_event_is_reported_with_its_index() -> None:

@@ -30,7 +30,7 @@ GOOD = "u1,i1,view,1,1700000000,s1"
 
 # One row per reason, each on a known line (header = line 1).
 BAD_ROWS = {
-    3: (",i1,view,1,1700000000,s1", v.MISSING_ID, "user_id"),
+    3: (",i1,view,1,1700000000,s1", v.MISSING_USER, "user_id"),
     4: ("u1,,view,1,1700000000,s1", v.MISSING_ID, "item_id"),
     5: ("u1,i2,,1,1700000000,s1", v.MISSING_VALUE, "event_type"),
     6: ("u1,i2,view,abc,1700000000,s1", v.UNPARSEABLE, "value"),
@@ -83,7 +83,7 @@ def test_lenient_counts_every_reason_and_names_line_and_field(tmp_path: Path) ->
     assert str(by_line[7]).startswith(f"{tmp_path / 'events.csv'}, line 7, field 'timestamp': ")
 
 
-@pytest.mark.parametrize("line", sorted(BAD_ROWS))
+@pytest.mark.parametrize("line", sorted(line for line, (_, reason, _) in BAD_ROWS.items() if reason != v.CANCELLED))
 def test_strict_raises_on_the_first_problem_with_file_line_field(tmp_path: Path, line: int) -> None:
     row, _, field = BAD_ROWS[line]
     rows = [GOOD, "u9,i9,view,1,1700000002,s9"]
@@ -154,13 +154,20 @@ def test_ambiguous_aliases_fail_and_exact_names_win(tmp_path: Path) -> None:
     assert any("'userId' ignored" in note for note in data.report.files[0].notes)
 
 
+def test_strict_drops_and_counts_cancellations_instead_of_failing(tmp_path: Path) -> None:
+    path = write(tmp_path, csv_text(GOOD, "u1,i2,return,1,1700000000,s1", "u2,i3,view,1,1700000000,s1"))
+    data = load(path, strict=True, now=NOW)
+    assert data.report.dropped == {v.CANCELLED: 1}
+    assert data.interactions["item_id"].tolist() == ["i1", "i3"]
+
+
 def test_duplicate_header_names_fail(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="line 1, field 'item_id': column name appears more than once"):
         load(write(tmp_path, "user_id,item_id,item_id\nu1,i1,i2\n"))
 
 
 def test_nothing_left_is_an_error_even_when_lenient(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"no valid interactions \(missing_id: 2\)"):
+    with pytest.raises(DataError, match=r"no valid interactions \(missing_user: 2\)"):
         load(write(tmp_path, csv_text(",i1,view,1,1700000000,s1", ",i2,view,1,1700000000,s1")), now=NOW)
     with pytest.raises(DataError, match="no data rows"):
         load(write(tmp_path, HEADER + "\n", "header_only.csv"))
@@ -309,8 +316,8 @@ def test_report_is_json_ready_and_printable(tmp_path: Path) -> None:
         "file": str(tmp_path / "events.csv"),
         "line": 3,
         "field": "user_id",
-        "reason": v.MISSING_ID,
-        "message": "empty id",
+        "reason": v.MISSING_USER,
+        "message": "empty user id (a guest line?)",
     }
     text = "\n".join(data.report.lines())
     assert "malformed_row" in text and "first problems:" in text

@@ -113,3 +113,21 @@ def test_serving_does_not_import_models_or_training_libraries() -> None:
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["loaded"] == [], json.dumps(report["culprits"], indent=1)
+
+
+def test_metrics_report_the_live_version_age(client: FlaskClient, published: FakeVersion, redis_client: Any, layout: Any) -> None:
+    import time
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    live = redis_client.get(layout.live)
+    redis_client.zadd(layout.versions, {live: time.time() - 3600})
+    body = client.get("/metrics").get_data(as_text=True)
+    ages = [s.value for f in text_string_to_metric_families(body) for s in f.samples if s.name == "recsys_live_version_age_seconds"]
+    assert len(ages) == 1 and 3590 < ages[0] < 3700
+
+
+def test_metrics_without_live_version_leave_the_age_out(client: FlaskClient) -> None:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert b"recsys_live_version_age_seconds" not in response.data
