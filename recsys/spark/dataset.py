@@ -23,7 +23,7 @@ from recsys.data import schema
 from recsys.data.dataset import align_catalog
 from recsys.data.idmap import IdMap
 from recsys.data.matrix import Weighting
-from recsys.spark.load import ORDINAL
+from recsys.spark.load import ORDINAL, numbered
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -81,13 +81,9 @@ def _weight_expression(columns: list[str], weighting: Weighting, now: float | No
 def _first_appearance(frame: DataFrame, column: str, index: str) -> DataFrame:
     """(index, raw id) in order of first appearance (smallest ordinal), indices from 0."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import LongType, StringType, StructField, StructType
 
     firsts = frame.groupBy(column).agg(F.min(ORDINAL).alias("__first")).orderBy("__first")
-    rdd = firsts.rdd.zipWithIndex().map(lambda pair: (int(pair[1]), str(pair[0][0])))
-    return frame.sparkSession.createDataFrame(
-        rdd, StructType([StructField(index, LongType(), False), StructField(column, StringType(), False)])
-    )
+    return numbered(firsts, index, 0).select(index, column)
 
 
 def build_dataset(

@@ -222,13 +222,25 @@ def _sniff(path: str, header: str) -> str:
     return best if counts[best] > counts[","] else ","
 
 
-def _numbered(frame: DataFrame, first_line: int) -> DataFrame:
-    """``frame`` with ``__line``: the position in file order, numbered from ``first_line``."""
-    from pyspark.sql.types import LongType, StructField, StructType
+def numbered(frame: DataFrame, column: str, first: int) -> DataFrame:
+    """``frame`` with ``column``: each row's position in the frame's order (partition by
+    partition, as a file is read or a sort leaves it), numbered from ``first``.
 
-    schema_out = StructType([*frame.schema.fields, StructField("__line", LongType(), False)])
-    rdd = frame.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1] + first_line))
-    return frame.sparkSession.createDataFrame(rdd, schema_out)
+    One count per partition on the cluster, the offsets on the driver, then a column
+    expression: no row goes through Python.
+    """
+    from pyspark.sql import functions as F
+
+    tagged = frame.withColumn("__part", F.spark_partition_id()).withColumn("__id", F.monotonically_increasing_id()).cache()
+    counts = sorted((int(part), int(count)) for part, count in tagged.groupBy("__part").count().collect())
+    starts = np.r_[first, first + np.cumsum([count for _, count in counts])][:-1]
+    offsets = frame.sparkSession.createDataFrame(
+        pd.DataFrame({"__part": [part for part, _ in counts], "__start": starts.astype(np.int64)}), "__part int, __start long"
+    )
+    # monotonically_increasing_id = partition << 33 | position within the partition
+    position = F.col("__id") - F.shiftleft(F.col("__part").cast("long"), 33)
+    joined = tagged.join(F.broadcast(offsets), "__part")
+    return joined.withColumn(column, (F.col("__start") + position).cast("long")).drop("__part", "__id", "__start")
 
 
 def read_interactions(
@@ -271,15 +283,15 @@ def read_interactions(
         header, sep = "", None
         columns = table.columns
         _check_header(table.limit(0).toPandas(), kind, file, "", None, mapping)
-        numbered = _numbered(table, 1)
+        rows_in_order = numbered(table, "__line", 1)
     else:
         header = _read_header(spark, file)
         sep = _sniff(file, header)
         _check_header(None, kind, file, header, sep, mapping)
-        numbered = _numbered(spark.read.text(file), 1).where(F.col("__line") > 1)
+        rows_in_order = numbered(spark.read.text(file), "__line", 1).where(F.col("__line") > 1)
         columns = ["value"]
     runner = _chunk_runner(kind, file, header, sep, now, columns, chunk_rows, mapping, strict)
-    validated = numbered.mapInPandas(runner, CLEAN_SCHEMA).cache()
+    validated = rows_in_order.mapInPandas(runner, CLEAN_SCHEMA).cache()
     summaries = [json.loads(row[0]) for row in validated.where(F.col(ORDINAL) < 0).select(REPORT).collect()]
     rows = validated.where(F.col(ORDINAL) >= 0).drop(REPORT)
     present = [c for c in schema.INTERACTION_COLUMNS if any(c in s["present"] for s in summaries)]
