@@ -84,7 +84,7 @@ class SparkConfig(Section):
     app_name: str = Field("recsys", min_length=1)
     conf: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Spark properties, passed through")
     als_reg_param: float = Field(
-        0.05, ge=0, description="MLlib ALS regParam (scaled by each user's and item's count, unlike implicit's)"
+        0.5, ge=0, description="MLlib ALS regParam (scaled by each user's and item's count, unlike implicit's)"
     )
     user_block_rows: int = Field(2048, ge=1, description="users per block when top-N lists are scored on executors")
 
