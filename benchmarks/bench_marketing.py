@@ -24,29 +24,19 @@ from recsys.data.generate import generate_shop
 from recsys.marketing.features import purchase_lines, top_categories
 from recsys.marketing.propensity import PropensityConfig, fit_propensity
 from recsys.marketing.segments import SegmentsConfig, segment_customers
+from recsys.pipeline.config import load_config
+from recsys.pipeline.train import load_input
 
 ONLINE_RETAIL = "online-retail-sample/online_retail_sample.csv"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "online-retail.toml"
 
 
 def online_retail(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The invoice lines in the schema's columns: guests and cancellations left out."""
-    raw = pd.read_csv(root / ONLINE_RETAIL, dtype=str)
-    raw = raw[raw["CustomerID"].notna() & ~raw["InvoiceNo"].str.startswith("C")]
-    quantity = pd.to_numeric(raw["Quantity"])
-    raw = raw[quantity > 0]
-    when = pd.to_datetime(raw["InvoiceDate"], format="%m/%d/%Y %H:%M").astype("datetime64[s]").astype("int64")
-    interactions = pd.DataFrame(
-        {"user_id": raw["CustomerID"], "item_id": raw["StockCode"], "value": pd.to_numeric(raw["Quantity"]).astype(float),
-         "timestamp": when, "order_id": raw["InvoiceNo"]}
-    )
-    catalog = (
-        raw.assign(price=pd.to_numeric(raw["UnitPrice"]))
-        .groupby("StockCode")
-        .agg(title=("Description", "last"), price=("price", "median"))
-        .reset_index()
-        .rename(columns={"StockCode": "item_id"})
-    )
-    return interactions, catalog
+    """The invoice lines read as the pipeline reads them: examples/online-retail.toml's
+    mapping (guests and cancellations dropped, the catalogue made from the lines)."""
+    config = load_config(EXAMPLE).with_data(str(root / ONLINE_RETAIL))
+    loaded = load_input(config)
+    return loaded.interactions, loaded.catalog
 
 
 def run(name: str, interactions: pd.DataFrame, catalog: pd.DataFrame, targets: list[str], horizon: float) -> dict[str, Any]:

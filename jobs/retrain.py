@@ -9,6 +9,10 @@ Everything comes from the environment and the configuration file:
 * ``RECSYS_DATA`` / ``RECSYS_DATA_FORMAT``: override the file's data source;
 * ``RECSYS_REDIS_URL``, ``RECSYS_KEY_PREFIX``, ``RECSYS_HOME``: where lists are published.
 
+Before each training, erasures asked through the API are applied to the run folders and
+the event archive, and the events stream is moved into the archive when ``[events]
+archive`` is set (see docs/privacy.md).
+
 A single run exits 1 with one error line on failure; a schedule logs failed runs and goes
 on until SIGTERM.
 """

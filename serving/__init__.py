@@ -44,6 +44,7 @@ BLUEPRINTS: list[str] = [
     "serving.openapi:bp",
     "serving.events:bp",
     "serving.admin:bp",
+    "serving.admin_data:bp",
     "serving.dashboard:bp",
     "serving.console:bp",
 ]

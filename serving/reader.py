@@ -2,10 +2,10 @@
 
 The script (``recommend.lua`` beside this file) reads ``live``, the list the request needs,
 the catalogue entries of its items and the user's recent items, filters them (excluded,
-recent, out of stock, other category) and returns the chosen entries, atomically. The
-caller passes the version whose metadata it holds; when ``live`` moved on, the script
-answers "stale" and the reader loads the new version's metadata (immutable, so cached
-for good) and asks again. In the steady state a request is one round trip, sent through
+recent, out of stock, hidden by the item overlay, other category) and returns the chosen
+entries, atomically. The caller passes the version whose metadata it holds; when ``live``
+moved on, the script answers "stale" and the reader loads the new version's metadata
+(immutable, so cached for good) and asks again. In the steady state a request is one round trip, sent through
 the process's :mod:`serving.link` (pipelined with other requests' calls under gevent).
 """
 

@@ -112,7 +112,7 @@ local function category_of(raw, id)
 end
 
 -- Appends eligible entries of `doc` (in order) until n are chosen. Eligible: not skipped,
--- not chosen already, in stock, and of `category` when one is given (an item without a
+-- not chosen already, in stock, not hidden (item overlay), and of `category` when one is given (an item without a
 -- catalogue entry is in stock but of no category). `rules`: add confidence and lift.
 local function take(doc, skip, category, rules)
   if not doc or count >= n then
@@ -142,6 +142,7 @@ local function take(doc, skip, category, rules)
         if raw then
           -- a plain search for "false" first: the pattern only runs when it can match
           eligible = not (string.find(raw, 'false', 1, true) and string.find(raw, '"in_stock"%s*:%s*false'))
+            and not (string.find(raw, 'hidden', 1, true) and string.find(raw, '"hidden"%s*:%s*true'))
             and (not category or category_of(raw, id) == category)
         else
           eligible = not category

@@ -33,6 +33,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "redis": ("recsys.cli.redis", "redis_group", "Start, stop or locate the embedded Redis."),
     "segments": ("recsys.cli.marketing", "segments", "Cluster customers into named segments (RFM + K-means)."),
     "propensity": ("recsys.cli.marketing", "propensity", "Who is likely to buy a category or item soon (logistic regression)."),
+    "forget": ("recsys.cli.privacy", "forget", "Forget users everywhere (erasure), with a receipt."),
+    "items": ("recsys.cli.privacy", "items", "Change price, stock, visibility of items between trainings."),
+    "events": ("recsys.cli.privacy", "events", "Archive the events stream into Parquet files."),
 }
 
 

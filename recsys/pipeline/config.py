@@ -46,6 +46,16 @@ class EventsConfig(Section):
     max_events: int | None = Field(None, ge=1, description="read at most the newest N events; None = all")
 
 
+class EventArchiveConfig(Section):
+    """``[events]``: the event archive (append-only Parquet, one folder a day), see
+    :mod:`recsys.events.archive`."""
+
+    archive: str | None = Field(None, description='archive folder (e.g. "events/"); None = no archive')
+    trim_stream: bool = Field(True, description="remove archived entries from the Redis stream")
+    batch: int = Field(10_000, ge=1, le=1_000_000, description="stream entries per archive file (at most)")
+    before_training: bool = Field(True, description="the pipeline and the scheduled job archive before each training")
+
+
 class DataConfig(DataMapping):
     """``[data]``: where interactions and the catalogue come from, how to read the shop's
     columns, event names, dates and cancellations (the keys of
@@ -172,6 +182,7 @@ class PipelineConfig(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    events: EventArchiveConfig = Field(default_factory=EventArchiveConfig)
 
     @model_validator(mode="after")
     def _cross_check(self) -> PipelineConfig:
@@ -351,4 +362,5 @@ def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
     data = config.data.model_copy(update={"path": resolved(config.data.path), "catalog": resolved(config.data.catalog)})
     training = config.training.model_copy(update={"out": resolved(config.training.out)})
     metrics = config.metrics.model_copy(update={"textfile_dir": resolved(config.metrics.textfile_dir)})
-    return config.model_copy(update={"data": data, "training": training, "metrics": metrics})
+    events = config.events.model_copy(update={"archive": resolved(config.events.archive)})
+    return config.model_copy(update={"data": data, "training": training, "metrics": metrics, "events": events})

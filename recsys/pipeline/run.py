@@ -26,9 +26,11 @@ log = logging.getLogger(__name__)
 class PipelineResult:
     run_dir: Path
     publish: PublishResult
+    #: What ran before training: queued erasures applied, events archived.
+    prepared: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), **self.publish.to_json()}
+        return {"run_dir": str(self.run_dir), **self.publish.to_json(), "prepared": self.prepared}
 
 
 def connect_store(
@@ -110,6 +112,24 @@ def train_run(
     return run_dir
 
 
+def prepare_training(
+    config: PipelineConfig, client: redis.Redis, layout: KeyLayout, *, runs_root: Path | None = None
+) -> dict[str, Any]:
+    """Before each training: scrub the folders of erasures asked through the API, then
+    move the stream into the event archive (when ``[events] archive`` is set)."""
+    from recsys.events.archive import archive_events
+    from recsys.privacy.forget import apply_pending
+
+    archive = config.events.archive
+    report: dict[str, Any] = {
+        "erasures": apply_pending(client, layout, runs_root=runs_root or Path(config.training.out), archive_root=archive)
+    }
+    if archive and config.events.before_training:
+        result = archive_events(client, layout, archive, batch=config.events.batch, trim=config.events.trim_stream)
+        report["archive"] = result.to_json()
+    return report
+
+
 def run_pipeline(
     config: PipelineConfig,
     *,
@@ -127,6 +147,7 @@ def run_pipeline(
     """
     with recorded(config.metrics.textfile_dir, "train") as record:
         client, layout = connect_store(config, redis_url, prefix)
+        prepared = prepare_training(config, client, layout, runs_root=Path(out) if out is not None else None)
         if trainer is not None:
             run_dir = trainer(config, out)
         else:
@@ -136,4 +157,4 @@ def run_pipeline(
     with recorded(config.metrics.textfile_dir, "publish") as record:
         result = make_publisher(config, client, layout, show_progress=show_progress).publish_run(run_dir)
         record.from_publish(result)
-    return PipelineResult(run_dir, result)
+    return PipelineResult(run_dir, result, prepared)

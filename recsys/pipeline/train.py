@@ -39,6 +39,7 @@ from recsys.pipeline.artifacts import (
     save_catalog,
 )
 from recsys.pipeline.config import PipelineConfig
+from recsys.privacy.tombstones import drop_forgotten
 from recsys.store.keys import OVERALL
 
 if TYPE_CHECKING:
@@ -279,6 +280,14 @@ def train(
         metadata = _train_into(tmp, run_id, config, data, events_client, timer, show_progress)
         with open(tmp / METADATA_FILE, "w", encoding="utf-8") as handle:
             json.dump(metadata, handle, indent=2, allow_nan=False, default=str)
+        # Users forgotten while this run trained leave it before it completes.
+        late = _tombstones(config, root, events_client)
+        if len(late) > metadata["forgotten"]["tombstones"]:
+            from recsys.privacy.runs import scrub_run
+
+            outcome, _ = scrub_run(tmp, late)
+            if outcome == "deleted":
+                raise DataError(f"{tmp}: could not remove users forgotten during training from the run")
         (tmp / ".owner").unlink()
         final = root / run_id
         tmp.rename(final)
@@ -313,6 +322,11 @@ def _train_into(
             if len(events):
                 interactions = pd.concat([interactions, events], ignore_index=True)
             info["events"] = len(events)
+    with timer.step("forgotten") as info:
+        hashes = _tombstones(config, folder.parent, events_client)
+        interactions, dropped_rows, dropped_users = drop_forgotten(interactions, schema.USER_ID, hashes)
+        info.update(tombstones=len(hashes), rows=dropped_rows, users=dropped_users)
+    forgotten = {"tombstones": len(hashes), "rows_dropped": dropped_rows, "users_dropped": dropped_users}
     if interactions.empty:
         raise DataError(f"{config.data.path or 'input'}: no interactions to train on")
 
@@ -423,6 +437,7 @@ def _train_into(
         },
         "validation": loaded.report,
         "events": events_report,
+        "forgotten": forgotten,
         "timings": timer.seconds,
         "config": stored_config(config),
         "models": models_meta,
@@ -455,7 +470,26 @@ def _read_events(config: PipelineConfig, client: redis.Redis | None) -> tuple[pd
         KeyLayout(config.key_prefix()),
         max_events=config.data.events.max_events,
         strict=config.data.validation == "strict",
+        archive=config.events.archive,
     )
+
+
+def _tombstones(config: PipelineConfig, runs_root: Path, client: redis.Redis | None) -> set[str]:
+    """Tombstones of forgotten users: the runs folder's file, plus Redis' when a client is
+    given or events are read from Redis (then merged into the file for runs without
+    Redis). A run trained without them is checked again when it is published."""
+    from recsys.privacy.tombstones import merge_into_file, read_file, read_redis
+    from recsys.store.connection import connect
+    from recsys.store.keys import KeyLayout
+
+    stored = read_file(runs_root)
+    if client is None and config.data.events.from_redis:
+        client = connect(config.redis_url())
+    if client is not None:
+        from_redis = read_redis(client, KeyLayout(config.key_prefix()))
+        if any(k not in stored for k in from_redis):
+            stored = merge_into_file(runs_root, from_redis)
+    return set(stored)
 
 
 def _evaluate(

@@ -28,10 +28,13 @@ import orjson
 import redis
 from tqdm import tqdm
 
+from recsys.catalog.overlay import stage_for_publish
 from recsys.data import schema
 from recsys.data.idmap import IdMap
 from recsys.errors import StoreError
 from recsys.pipeline.artifacts import ListArrays, RunFolder, new_run_id
+from recsys.privacy.runs import scrub_run
+from recsys.privacy.tombstones import read_redis as read_tombstones
 from recsys.publish.lock import PublishLock
 from recsys.publish.versions import apply_retention, clean_pending, delete_version_keys, switch_live
 from recsys.store.codec import encode_rows
@@ -188,6 +191,10 @@ class Publisher:
     def publish_run(self, run: RunFolder | str | Path) -> PublishResult:
         """Publish every list of a run folder (``recsys publish RUN``)."""
         folder = run if isinstance(run, RunFolder) else RunFolder(run)
+        # Users forgotten since the run was trained leave it first (the folder is rewritten).
+        tombstones = set(read_tombstones(self.client, self.layout))
+        if tombstones and scrub_run(folder.path, tombstones)[0] is not None:
+            folder = RunFolder(folder.path)
         lists = [folder.load_list(entry) for entry in folder.list_entries()]
         metadata = folder.metadata
         extra_meta = {
@@ -266,7 +273,9 @@ class Publisher:
                 meta = self._meta(version, run_id, lists, counts, catalog, default_model, extra_meta)
                 client.set(layout.meta(version), orjson.dumps(meta))
                 lock.renew(force=True)
-                switch_live(client, layout, lock, version, register=True)
+                # The item overlay is applied in the switch itself: an update landing meanwhile is kept.
+                prepare = stage_for_publish(catalog, layout.catalog(version), layout) if catalog is not None else None
+                switch_live(client, layout, lock, version, register=True, prepare=prepare)
             except BaseException:
                 # Best effort; if this fails too (Redis gone), the next publish cleans up.
                 try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 SCAN_COUNT = 1000
 UNLINK_BATCH = 500
+SWITCH_ATTEMPTS = 20
 
 
 @dataclass
@@ -119,27 +121,46 @@ def clean_pending(client: redis.Redis, layout: KeyLayout, *, keep: str | None = 
     return removed
 
 
-def switch_live(client: redis.Redis, layout: KeyLayout, lock: PublishLock, version: str, *, register: bool) -> None:
+def switch_live(
+    client: redis.Redis,
+    layout: KeyLayout,
+    lock: PublishLock,
+    version: str,
+    *,
+    register: bool,
+    prepare: Callable[[Any], Callable[[Any], Any]] | None = None,
+) -> None:
     """Make ``version`` live in one MULTI/EXEC, only while ``lock`` is still ours.
 
     With ``register`` the version also moves from ``pending`` to ``versions`` in the same
     transaction (a new publish); otherwise it must already be complete (a rollback).
+    ``prepare(pipe)`` may WATCH and read more keys before the transaction and returns a
+    function that queues more writes into it (the item overlay); when a key it watched
+    changes meanwhile, the transaction is prepared and tried again.
     """
-    with client.pipeline(transaction=True) as pipe:
-        try:
-            pipe.watch(layout.publish_lock)
-            if _text(pipe.get(layout.publish_lock)) != lock.token:
-                raise StoreError(f"lost the publish lock {layout.publish_lock}; version {version} was not made live")
-            pipe.multi()
-            pipe.set(layout.live, version)
-            if register:
-                pipe.zadd(layout.versions, {version: time.time()})
-                pipe.zrem(layout.pending, version)
-            pipe.execute()
-        except redis.WatchError:
-            raise StoreError(
-                f"the publish lock {layout.publish_lock} changed hands; version {version} was not made live"
-            ) from None
+    for _ in range(SWITCH_ATTEMPTS):
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(layout.publish_lock)
+                if _text(pipe.get(layout.publish_lock)) != lock.token:
+                    raise StoreError(f"lost the publish lock {layout.publish_lock}; version {version} was not made live")
+                queue = prepare(pipe) if prepare is not None else None
+                pipe.multi()
+                if queue is not None:
+                    queue(pipe)
+                pipe.set(layout.live, version)
+                if register:
+                    pipe.zadd(layout.versions, {version: time.time()})
+                    pipe.zrem(layout.pending, version)
+                pipe.execute()
+                return
+            except redis.WatchError:
+                if _text(client.get(layout.publish_lock)) == lock.token:
+                    continue
+                raise StoreError(
+                    f"the publish lock {layout.publish_lock} changed hands; version {version} was not made live"
+                ) from None
+    raise StoreError(f"the item overlay kept changing; version {version} was not made live, publish again")
 
 
 def apply_retention(client: redis.Redis, layout: KeyLayout, keep_versions: int) -> list[str]:

@@ -33,7 +33,7 @@ from recsys.models.popular import PopularConfig
 from recsys.models.rules import RulesConfig
 from recsys.pipeline.artifacts import METADATA_FILE, new_run_id
 from recsys.pipeline.config import SPARK_MODELS, PipelineConfig
-from recsys.pipeline.train import Timer, _jsonable, clean_stale_tmp, popular_lists, prune_runs, stored_config
+from recsys.pipeline.train import Timer, _jsonable, _tombstones, clean_stale_tmp, popular_lists, prune_runs, stored_config
 from recsys.spark import lists as spark_lists
 from recsys.spark import models as spark_models
 from recsys.spark.dataset import SparkDataset, build_dataset
@@ -103,8 +103,11 @@ def train_spark(config: PipelineConfig, out: str | Path | None = None, *, spark:
     return final
 
 
-def load_dataset(spark: SparkSession, config: PipelineConfig, timer: Timer) -> tuple[SparkInput, SparkDataset]:
-    """Read, validate and index the configured data on Spark."""
+def load_dataset(
+    spark: SparkSession, config: PipelineConfig, timer: Timer, forgotten: set[str] | None = None
+) -> tuple[SparkInput, SparkDataset]:
+    """Read, validate and index the configured data on Spark; rows of ``forgotten`` users
+    (tombstones) are dropped before anything is built, counted in ``loaded.source``."""
     with timer.step("load") as info:
         loaded = read_interactions(
             spark,
@@ -115,6 +118,10 @@ def load_dataset(spark: SparkSession, config: PipelineConfig, timer: Timer) -> t
             mapping=config.data,
         )
         info["catalog_items"] = len(loaded.catalog) if loaded.catalog is not None else 0
+    rows, users = 0, 0
+    if forgotten:
+        loaded.interactions, rows, users = drop_forgotten_users(loaded.interactions, forgotten)
+    loaded.source["forgotten"] = {"tombstones": len(forgotten or ()), "rows_dropped": rows, "users_dropped": users}
     with timer.step("dataset") as info:
         dataset = build_dataset(
             loaded.interactions,
@@ -159,9 +166,29 @@ def write_catalog(dataset: SparkDataset, path: Path) -> None:
     pq.write_table(table, path)
 
 
+def drop_forgotten_users(frame: DataFrame, hashes: set[str]) -> tuple[DataFrame, int, int]:
+    """Rows of users with a tombstone removed, hashed in Spark SQL as
+    :func:`recsys.privacy.tombstones.hash_user_id` hashes (rows dropped, users dropped)."""
+    from pyspark.sql import functions as F
+
+    from recsys.privacy.tombstones import SALT
+
+    if not hashes:
+        return frame, 0, 0
+    stones = frame.sparkSession.createDataFrame(pd.DataFrame({"__stone": sorted(hashes)}), "__stone string")
+    marked = frame.withColumn("__stone", F.sha2(F.concat(F.lit(SALT.decode("utf-8")), F.col(schema.USER_ID)), 256))
+    hit = marked.join(F.broadcast(stones), "__stone", "left_semi")
+    counts = hit.agg(F.count("*"), F.countDistinct(schema.USER_ID)).first()
+    kept = marked.join(F.broadcast(stones), "__stone", "left_anti").drop("__stone")
+    return kept, int(counts[0]), int(counts[1])
+
+
 def _train_into(spark: SparkSession, folder: Path, run_id: str, config: PipelineConfig, timer: Timer) -> dict[str, Any]:
     model_configs = config.model_configs()
-    loaded, dataset = load_dataset(spark, config, timer)
+    with timer.step("forgotten") as info:
+        hashes = _tombstones(config, folder.parent, None)
+        info["tombstones"] = len(hashes)
+    loaded, dataset = load_dataset(spark, config, timer, hashes)
     if dataset.pairs.limit(1).count() == 0:
         raise DataError("every interaction has weight 0 (check [weighting] event_weights): nothing to learn from")
 
@@ -255,6 +282,7 @@ def _train_into(spark: SparkSession, folder: Path, run_id: str, config: Pipeline
             entries.append(write_list(frame.coalesce(1), folder, "popular", None, lists_cfg.popular_n))
             info["categories"] = entries[-1]["rows"] - 1
 
+    forgotten = loaded.source.pop("forgotten")
     return {
         "format_version": RUN_FORMAT_VERSION,
         "run": run_id,
@@ -272,6 +300,7 @@ def _train_into(spark: SparkSession, folder: Path, run_id: str, config: Pipeline
             "catalog_items": int(len(loaded.catalog)) if loaded.catalog is not None else 0,
         },
         "validation": _jsonable(loaded.report),
+        "forgotten": forgotten,
         "spark": {"master": spark.sparkContext.master, "app_id": spark.sparkContext.applicationId, "version": spark.version},
         "config": stored_config(config),
         "models": models_meta,

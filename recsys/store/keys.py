@@ -26,6 +26,14 @@ key                            type    content
 ``{p}ab:experiments``          hash    experiment name -> JSON definition
 ``{p}events``                  stream  logged events (bounded, see ``EVENTS_MAXLEN``)
 ``{p}recent:{user}``           zset    item ids the user just interacted with -> unix time
+``{p}forgotten``               hash    sha256 of a forgotten user id -> unix time of the
+                                       erasure (tombstones, applied by every training run)
+``{p}forgotten:disk``          set     tombstones whose run folders and event archive are
+                                       still to be scrubbed (erasures asked through the API)
+``{p}items:overlay``           hash    item id -> JSON {"set": {field: value}, "base":
+                                       {field: catalogue-file value}, "at": unix time}
+``{p}events:archive-lock``     string  held (SET NX PX) by the one archiver or erasure
+                                       rewriting the event archive now
 =============================  ======  =====================================================
 
 Each entry of the events stream has the string fields ``type`` (one of
@@ -59,6 +67,9 @@ RECENT_TTL_SECONDS = 7 * 24 * 3600
 EVENT_FIELDS = ("type", "user_id", "session_id", "item_id", "value", "timestamp", "recommendation_id")
 
 OVERALL = ""  # field of the popular hash holding the overall list
+
+#: Optional stream field: a client-chosen id that makes an event unique (archived once).
+EVENT_ID_FIELD = "event_id"
 
 
 def default_prefix() -> str:
@@ -102,6 +113,36 @@ class KeyLayout:
 
     def recent(self, user_id: str) -> str:
         return f"{self.prefix}recent:{user_id}"
+
+    def user_keys(self, user_id: str) -> list[str]:
+        """Every key held for one user alone (removed when the user is forgotten)."""
+        return [self.recent(user_id)]
+
+    def user_field_hashes(self) -> list[str]:
+        """Hashes with one field per user id (stored assignments, overrides...), whose field
+        of a forgotten user is removed."""
+        return []
+
+    @property
+    def forgotten(self) -> str:
+        return f"{self.prefix}forgotten"
+
+    @property
+    def forgotten_disk(self) -> str:
+        return f"{self.prefix}forgotten:disk"
+
+    @property
+    def item_overlay(self) -> str:
+        return f"{self.prefix}items:overlay"
+
+    @property
+    def archive_lock(self) -> str:
+        return f"{self.prefix}events:archive-lock"
+
+    def user_list_pattern(self) -> str:
+        """SCAN pattern of every per-user list hash of every version (glob-escaped prefix)."""
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
+        return f"{escaped}v:*:user:*"
 
     # per-version keys
     def version_root(self, version: str) -> str:

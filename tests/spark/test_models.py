@@ -182,3 +182,15 @@ def test_other_models_refused_before_work(tmp_path: Path) -> None:
         parse_config({"training": {"backend": "spark"}, "models": {"itemknn": {}}})
     with pytest.raises(ConfigError, match="max_itemset_size"):
         parse_config({"training": {"backend": "spark"}, "models": {"rules": {"max_itemset_size": 3}}})
+
+
+def test_forgotten_users_dropped_as_hashed_locally(spark: Any) -> None:
+    from recsys.privacy.tombstones import drop_forgotten, hash_user_id
+    from recsys.spark.train import drop_forgotten_users
+
+    frame = basket_frame()
+    stones = {hash_user_id("u3"), hash_user_id("u17"), hash_user_id("nobody")}
+    expected, rows, users = drop_forgotten(frame, schema.USER_ID, stones)
+    kept, spark_rows, spark_users = drop_forgotten_users(spark_frame(spark, frame), stones)
+    assert (spark_rows, spark_users) == (rows, users) and users == 2
+    assert kept.count() == len(expected)

@@ -1,0 +1,1 @@
+"""Live catalogue changes between trainings (the item overlay)."""

@@ -1,0 +1,1 @@
+"""Logged events kept beyond the bounded Redis stream (the append-only archive)."""

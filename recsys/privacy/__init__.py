@@ -1,0 +1,1 @@
+"""Erasure of users (right to be forgotten): tombstones and the ``forget`` operation."""

@@ -1,0 +1,196 @@
+"""Removing forgotten users from run folders on disk.
+
+A run folder (see :mod:`recsys.pipeline.artifacts`) holds users in its user map, their
+lists, and the fitted models (user factors, the user x item data). Rewriting one keeps
+the run publishable: the users' rows leave the user map and every user list, the models
+folder (per-user factors and matrices, in each model's own format) is removed, and
+metadata.json records what was removed. Each file is written beside its final name and
+renamed over it. Both run formats are handled: 1 (``.npz`` lists and user map) and 2
+(Parquet lists keyed by raw id, ``LISTS_FORMAT``); a folder of any other format, or one
+whose metadata cannot be read, is deleted instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from recsys.data.idmap import IdMap
+from recsys.errors import DataError
+from recsys.pipeline.artifacts import METADATA_FILE, ListArrays, RunFolder, completed_runs
+from recsys.privacy.tombstones import tombstone_of
+
+RunsMode = Literal["rewrite", "delete"]
+
+
+@dataclass
+class RunsScrub:
+    """What scrubbing a runs folder did; ``rows`` counts removed list rows per tombstone."""
+
+    folder: str
+    rewritten: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    untouched: int = 0
+    rows: Counter[str] = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"folder": self.folder, "rewritten": self.rewritten, "deleted": self.deleted, "untouched": self.untouched}
+
+
+def _replace(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".forget-{os.getpid()}-{path.name}")
+    with open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def scrub_run(folder: Path, hashes: set[str], mode: RunsMode = "rewrite") -> tuple[str | None, Counter[str]]:
+    """Remove forgotten users from one run folder (completed or still in training).
+
+    Returns ("rewritten" | "deleted" | None when the run holds none of them, rows removed
+    per tombstone).
+    """
+    if _format_version(folder) == 2:
+        return _scrub_parquet_run(folder, hashes, mode)
+    try:
+        run = RunFolder(folder)
+    except DataError:
+        # Not a run this version can read (another format, broken metadata): it may hold
+        # the users, and cannot be rewritten.
+        shutil.rmtree(folder, ignore_errors=True)
+        return "deleted", Counter()
+    try:
+        users = run.users()
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        raise DataError(f"{folder / 'users.npz'}: unreadable user map ({error})") from None
+    found = tombstone_of(users.ids, hashes)
+    hit = found != ""
+    if not hit.any():
+        return None, Counter()
+    removed = Counter(str(h) for h in found[hit])
+    if mode == "delete":
+        shutil.rmtree(folder, ignore_errors=True)
+        return "deleted", removed
+    keep = ~hit
+    metadata = run.metadata
+    entries = []
+    for entry in run.list_entries():
+        if entry.get("kind") == "user":
+            arrays = run.load_list(entry)
+            kept = ListArrays(arrays.kind, arrays.model, arrays.ids[keep], arrays.scores[keep],
+                              {k: v[keep] for k, v in arrays.extra.items()}, arrays.labels)
+            target = folder / entry["file"]
+            payload: dict[str, np.ndarray] = {"ids": kept.ids, "scores": kept.scores}
+            payload.update({f"extra__{k}": v for k, v in kept.extra.items()})
+            _replace(target, lambda handle, p=payload: np.savez(handle, **p))
+            entry = {**entry, "rows": int(kept.ids.shape[0]),
+                     "non_empty": int((kept.ids[:, 0] >= 0).sum()) if kept.ids.shape[1] else 0}
+        entries.append(entry)
+    remaining = users.ids[keep]
+    _replace(folder / "users.npz", lambda handle: np.savez(handle, ids=remaining))
+    models_removed = []
+    for model_folder in sorted((folder / "models").glob("*")) if (folder / "models").is_dir() else []:
+        shutil.rmtree(model_folder, ignore_errors=True)
+        models_removed.append(model_folder.name)
+    metadata["lists"] = entries
+    counts = dict(metadata.get("counts") or {})
+    counts["users"] = int(len(remaining))
+    metadata["counts"] = counts
+    history = dict(metadata.get("erasures") or {})
+    history["users_removed"] = int(history.get("users_removed", 0)) + int(hit.sum())
+    history["models_removed"] = sorted(set(history.get("models_removed", [])) | set(models_removed))
+    metadata["erasures"] = history
+    for name in models_removed:
+        if isinstance(metadata.get("models", {}).get(name), dict):
+            metadata["models"][name]["path"] = None
+    text = json.dumps(metadata, indent=2, allow_nan=False, default=str).encode()
+    _replace(folder / METADATA_FILE, lambda handle: handle.write(text))
+    IdMap.load(folder / "users.npz")  # readable again
+    return "rewritten", removed
+
+
+def _format_version(folder: Path) -> object:
+    try:
+        with open(folder / METADATA_FILE, encoding="utf-8") as handle:
+            return json.load(handle).get("format_version")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _scrub_parquet_run(folder: Path, hashes: set[str], mode: RunsMode) -> tuple[str | None, Counter[str]]:
+    """Run folder format 2 (lists as Parquet files under ``lists/<name>/``, ``key`` = raw
+    user id for user lists): each file holding a forgotten user is rewritten without the
+    rows (one atomic replace per file), models are removed, metadata.json records it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with open(folder / METADATA_FILE, encoding="utf-8") as handle:
+        metadata = json.load(handle)
+    entries = list(metadata.get("lists") or [])
+    found: dict[Path, tuple[pa.Table, np.ndarray]] = {}
+    removed: Counter[str] = Counter()
+    users_removed: set[str] = set()
+    for entry in entries:
+        if entry.get("kind") != "user":
+            continue
+        for file in sorted((folder / entry["path"]).glob("*.parquet")):
+            table = pq.read_table(file)
+            tombs = tombstone_of(table.column("key").to_pandas(), hashes)
+            if (tombs != "").any():
+                found[file] = (table, tombs != "")
+                users_removed.update(str(t) for t in tombs[tombs != ""])
+    if not found:
+        return None, removed
+    removed.update(users_removed)
+    if mode == "delete":
+        shutil.rmtree(folder, ignore_errors=True)
+        return "deleted", removed
+    for file, (table, hit) in found.items():
+        kept = table.filter(pa.array(~hit))
+        _replace(file, lambda handle, t=kept: pq.write_table(t, handle))
+    for entry in entries:
+        if entry.get("kind") == "user":
+            entry["rows"] = int(sum(pq.ParquetFile(f).metadata.num_rows for f in (folder / entry["path"]).glob("*.parquet")))
+    models_removed = []
+    for model_folder in sorted((folder / "models").glob("*")) if (folder / "models").is_dir() else []:
+        shutil.rmtree(model_folder, ignore_errors=True)
+        models_removed.append(model_folder.name)
+    history = dict(metadata.get("erasures") or {})
+    history["users_removed"] = int(history.get("users_removed", 0)) + len(users_removed)
+    history["models_removed"] = sorted(set(history.get("models_removed", [])) | set(models_removed))
+    metadata["erasures"] = history
+    metadata["lists"] = entries
+    counts = dict(metadata.get("counts") or {})
+    if isinstance(counts.get("users"), int):
+        counts["users"] = max(0, counts["users"] - len(users_removed))
+    metadata["counts"] = counts
+    text = json.dumps(metadata, indent=2, allow_nan=False, default=str).encode()
+    _replace(folder / METADATA_FILE, lambda handle: handle.write(text))
+    return "rewritten", removed
+
+
+def scrub_runs(root: Path | None, hashes: set[str], mode: RunsMode = "rewrite") -> RunsScrub:
+    """Scrub every completed run under ``root`` (and the ones being trained right now are
+    scrubbed by their own training before they complete)."""
+    result = RunsScrub(folder=str(root) if root is not None else "")
+    if root is None or not hashes:
+        return result
+    for folder in completed_runs(Path(root)):
+        outcome, rows = scrub_run(folder, hashes, mode)
+        result.rows.update(rows)
+        if outcome == "rewritten":
+            result.rewritten.append(folder.name)
+        elif outcome == "deleted":
+            result.deleted.append(folder.name)
+        else:
+            result.untouched += 1
+    return result
