@@ -82,20 +82,16 @@ def write_demo_data(folder: Path, users: int, items: int, interactions: int, see
 
 
 def example_user(run_dir: Path, model: str | None) -> str:
-    """A user id that has a non-empty list of the default model."""
-    import numpy as np
-
-    from recsys.pipeline.artifacts import ListArrays, RunFolder
+    """A user id that has a list of the default model (the first row of its first batch)."""
+    from recsys.runs.folder import RunFolder
 
     run = RunFolder(run_dir)
-    users = run.users()
     for entry in run.list_entries():
         if entry["kind"] == "user" and entry.get("model") == model:
-            arrays = ListArrays.load(run.path, entry)
-            rows = np.flatnonzero(arrays.ids[:, 0] >= 0)
-            if len(rows):
-                return str(users.ids[rows[0]])
-    return str(users.ids[0])
+            for batch in run.list(entry).batches(16):
+                if batch.num_rows:
+                    return str(batch.column("key")[0].as_py())
+    return str(run.users().ids[0])
 
 
 @click.command("demo")

@@ -80,13 +80,14 @@ def _show_progress() -> bool | None:
 
 
 def _print_run(run_dir: Path, as_json: bool) -> None:
-    from recsys.pipeline.artifacts import METADATA_FILE
+    from recsys.runs.folder import RunFolder
 
-    # Read as JSON: runs of either backend (and run format) are printed alike.
-    with open(run_dir / METADATA_FILE, encoding="utf-8") as handle:
-        metadata = json.load(handle)
+    metadata = RunFolder(run_dir).metadata
     if as_json:
-        keys = ("run", "backend", "fingerprint", "counts", "timings", "lists", "skipped", "default_model", "evaluation", "validation")
+        keys = (
+            "run", "backend", "fingerprint", "counts", "timings", "peak_rss_mb", "active_users", "lists", "skipped",
+            "default_model", "evaluation", "validation",
+        )  # fmt: skip
         _echo_json({"run_dir": str(run_dir), **{k: metadata.get(k) for k in keys}})
         return
     click.echo(f"run {metadata['run']}: {run_dir}")
@@ -94,20 +95,12 @@ def _print_run(run_dir: Path, as_json: bool) -> None:
     fingerprint = f"; fingerprint {metadata['fingerprint']}" if metadata.get("fingerprint") else ""
     click.echo(f"{counts['users']} users, {counts['items']} items, {counts['interactions']} interactions{fingerprint}")
     _print_validation(metadata.get("validation") or {})
-    rows = [[e["kind"], e.get("model") or "", e["rows"], e.get("non_empty", e["rows"]), e["n"]] for e in metadata["lists"]]
-    click.echo(_table(["list", "model", "rows", "non-empty", "n"], rows))
+    rows = [[e["kind"], e.get("model") or "", e["rows"], e["n"]] for e in metadata["lists"]]
+    click.echo(_table(["list", "model", "rows", "n"], rows))
+    if counts.get("inactive_users"):
+        click.echo(f"user lists for {counts['list_users']} active users; {counts['inactive_users']} inactive users get the fallback")
     for name, reason in metadata.get("skipped", {}).items():
         click.echo(f"skipped {name}: {reason}")
-
-
-def _print_validation(report: dict[str, Any]) -> None:
-    """Rows read and dropped by reason per input file; warnings (too many catalogue rows dropped) on stderr."""
-    for file in report.get("files", []):
-        dropped = file.get("dropped") or {}
-        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(dropped.items(), key=lambda kv: -kv[1]))
-        click.echo(f"{file['file']} ({file['table']}): {file['rows']} rows, {file['kept']} kept" + (f"; dropped: {reasons}" if reasons else ""))
-    for warning in report.get("warnings", []):
-        click.echo(f"WARNING: {warning}", err=True)
 
 
 def _print_publish(result: Any, as_json: bool) -> None:
@@ -200,7 +193,7 @@ def run_scheduled(
         if as_json:
             click.echo(json.dumps(result.to_json(), sort_keys=True, default=str))
         else:
-            from recsys.pipeline.artifacts import RunFolder
+            from recsys.runs.folder import RunFolder
 
             click.echo(f"run {result.run_dir.name} -> live version {result.publish.version}")
             _print_validation(RunFolder(result.run_dir).metadata.get("validation") or {})

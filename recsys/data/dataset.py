@@ -15,6 +15,7 @@ from recsys.data.idmap import IdMap
 from recsys.data.matrix import (
     Weighting,
     build_baskets,
+    build_last_times,
     build_ratings,
     build_user_items,
     encode_columns,
@@ -36,6 +37,8 @@ class Dataset:
         catalog: DataFrame with one row per item index (0..n_items-1, same order as ``items``)
             and the catalogue columns (title, description, category, price, in_stock), or None.
         trending: (n_items,) float32 decayed recent weight per item, or None.
+        last_times: CSR (n_users, n_items) float64, unix seconds of each pair's latest event
+            (for time-aware models and features), or None without timestamps.
     """
 
     user_items: sp.csr_matrix
@@ -45,6 +48,7 @@ class Dataset:
     baskets: sp.csr_matrix | None = None
     catalog: pd.DataFrame | None = None
     trending: np.ndarray | None = None
+    last_times: sp.csr_matrix | None = None
     info: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -111,6 +115,7 @@ class Dataset:
             baskets=build_baskets(frame, items, event_types=basket_event_types),
             catalog=align_catalog(catalog, items) if catalog is not None else None,
             trending=item_trending(frame, items, weighting, half_life_days=trending_half_life_days),
+            last_times=build_last_times(frame, users, items),
             info={"interactions": int(len(interactions))},
         )
 

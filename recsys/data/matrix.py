@@ -230,6 +230,31 @@ def build_baskets(
     return matrix
 
 
+def build_last_times(interactions: pd.DataFrame, users: IdMap, items: IdMap) -> sp.csr_matrix | None:
+    """CSR (n_users, n_items) float64: unix seconds of each (user, item) pair's latest event.
+
+    Every pair with a valid timestamp is stored (zero-weight events included), so callers
+    align it to ``user_items`` by lookup. None when the data has no timestamps.
+    """
+    if schema.TIMESTAMP not in interactions:
+        return None
+    ts = pd.to_numeric(interactions[schema.TIMESTAMP], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    rows = _codes(interactions[schema.USER_ID], users)
+    cols = _codes(interactions[schema.ITEM_ID], items)
+    ok = (rows >= 0) & (cols >= 0) & ~np.isnan(ts)
+    if not ok.any():
+        return None
+    key = rows[ok].astype(np.int64) * len(items) + cols[ok]
+    unique, inverse = np.unique(key, return_inverse=True)
+    latest = np.full(len(unique), -np.inf)
+    np.maximum.at(latest, inverse, ts[ok])
+    matrix = sp.csr_matrix(
+        (latest, (unique // len(items), unique % len(items))), shape=(len(users), len(items)), dtype=np.float64
+    )
+    matrix.sort_indices()
+    return matrix
+
+
 def item_trending(
     interactions: pd.DataFrame,
     items: IdMap,

@@ -247,6 +247,16 @@ class Recommender(ABC):
             ids[start : start + len(batch)], scores[start : start + len(batch)] = top_n(block, n)
         return ids, scores
 
+    def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
+        """The seen item that contributes most to each (user, item) entry's score.
+
+        ``user_indices`` and ``item_indices`` have shape (n,) (item -1, list padding, is
+        allowed). Returns (n,) int64 item indices from each user's training history, -1
+        where no seen item speaks for the entry. Item-based models and the ranker override
+        this; the others raise ModelError.
+        """
+        raise ModelError(f"{self.name}: gives no 'because' explanations (item-based models and the ranker do)")
+
     def iter_recommend_all(
         self, n: int, *, exclude_seen: bool = True, batch_size: int | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -27,6 +27,7 @@ from recsys.data import schema
 from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
 from recsys.models.base import ModelConfig, Recommender, sparse_from_arrays, sparse_to_arrays
+from recsys.models.explain import because_items, checked_pairs
 
 TextField = Literal["title", "description", "category"]
 
@@ -211,6 +212,23 @@ class ContentRecommender(Recommender):
 
     def _score_items(self, item_indices: np.ndarray) -> np.ndarray:
         return _dense_or_neg_inf(sp.csr_matrix(self.item_tfidf[item_indices] @ self._item_tfidf_t))
+
+    def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
+        """The seen item ``i`` with the largest term ``w_ui * cos(i, j)`` of the profile score.
+
+        The profile is a normalised sum, so the terms rank the seen items exactly, though
+        removing one also rescales the rest.
+        """
+        users, items = checked_pairs(self, user_indices, item_indices)
+        weights = self.user_items
+        if self._config.profile == "mean":
+            weights = weights.copy()
+            weights.data = np.ones_like(weights.data)
+
+        def cosine(seen: np.ndarray, targets: np.ndarray) -> np.ndarray:
+            return np.asarray(self.item_tfidf[seen].multiply(self.item_tfidf[targets]).sum(axis=1)).ravel()
+
+        return because_items(weights, users, items, cosine)
 
     # ------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from recsys.data.dataset import Dataset
 from recsys.models.base import ModelConfig, Recommender, sparse_from_arrays, sparse_to_arrays
+from recsys.models.explain import because_items, checked_pairs, sparse_pair_weights
 
 
 class ItemKNNConfig(ModelConfig):
@@ -92,6 +93,11 @@ class ItemKNNRecommender(Recommender):
     def _score_items(self, item_indices: np.ndarray) -> np.ndarray:
         """Row ``i`` of ``similarity``: the neighbours of item ``i``, as implicit's similar_items."""
         return sparse_scores_to_dense(self.similarity[item_indices])
+
+    def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
+        """The seen item ``i`` with the largest term ``x_ui * similarity[i, j]`` of each entry's score."""
+        users, items = checked_pairs(self, user_indices, item_indices)
+        return because_items(self.user_items, users, items, sparse_pair_weights(self.similarity))
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {}, sparse_to_arrays("similarity", self.similarity)

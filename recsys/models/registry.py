@@ -22,6 +22,7 @@ MODELS: dict[str, str] = {
     "rules": "recsys.models.rules:RulesRecommender",
     "ease": "recsys.models.ease:EASERecommender",
     "blend": "recsys.models.blend:BlendRecommender",
+    "ranker": "recsys.models.ranker:RankerRecommender",
 }
 
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
 from recsys.models.base import ModelConfig, Recommender, sparse_from_arrays, sparse_to_arrays, top_n
+from recsys.models.explain import because_items, checked_pairs, sparse_pair_weights
 
 # Nonzeros of one chunk of pair-indicator columns when counting triples (bounds memory).
 TRIPLE_CHUNK_NNZ = 20_000_000
@@ -287,6 +288,14 @@ class RulesRecommender(Recommender):
 
     def _score_items(self, item_indices: np.ndarray) -> np.ndarray:
         return _dense_or_neg_inf(self.rules[self._config.rank_by][item_indices])
+
+    def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
+        """The seen item ``i`` whose pair rule ``i -> j`` (by ``rank_by``) is strongest for each entry.
+
+        Entries reached only through a triple rule {a, b} -> j get -1.
+        """
+        users, items = checked_pairs(self, user_indices, item_indices)
+        return because_items(_binary(self.user_items), users, items, sparse_pair_weights(self.rules[self._config.rank_by]))
 
     # ------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -114,6 +114,12 @@ class ListsConfig(Section):
     together_n: int = Field(10, ge=1, le=1000)
     popular_n: int = Field(50, ge=1, le=10000)
     exclude_seen: bool = Field(True, description="leave items a user already has out of their list")
+    active_within_days: float | None = Field(
+        None,
+        gt=0,
+        description="per-user lists only for users with an event in the N days before the newest event of the data; "
+        "the others get the fallback at serve time. None = every user",
+    )
 
 
 class RedisConfig(Section):

@@ -11,11 +11,11 @@ from typing import Any
 
 import redis
 
-from recsys.pipeline.artifacts import RunFolder
 from recsys.pipeline.config import PipelineConfig, parse_config
 from recsys.pipeline.textfile import recorded
 from recsys.pipeline.train import LoadedInput, train
 from recsys.publish.publisher import Publisher, PublishResult
+from recsys.runs.folder import RunFolder
 from recsys.store.connection import connect
 from recsys.store.keys import KeyLayout
 

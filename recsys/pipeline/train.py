@@ -1,9 +1,11 @@
 """``recsys train``: data -> dataset -> fitted models -> precomputed lists, in a run folder.
 
 The run is built in ``<out>/.tmp-<run id>/`` and renamed to ``<out>/<run id>/`` only when
-everything is written, so a folder with ``metadata.json`` is always a complete run. Lists
-are computed with the models' batched ``iter_recommend_all`` / ``iter_similar_all`` (bounded
-memory: one score block at a time), never a loop per user.
+everything is written, so a folder with ``metadata.json`` is always a complete run (format:
+recsys.runs, docs/run-format.md). Lists are computed with the models' batched
+``iter_recommend_all`` / ``iter_similar_all`` and each batch is written to its Parquet file
+as it comes (one row group a batch), so memory holds one batch of lists at a time, never a
+loop per user and never all lists of a model.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from tqdm import tqdm
 
 from recsys.data import schema
@@ -30,16 +33,21 @@ from recsys.data.dataset import Dataset, align_catalog
 from recsys.errors import ConfigError, DataError, ModelError
 from recsys.models.base import Recommender, top_n
 from recsys.models.registry import get_model_class
-from recsys.pipeline.artifacts import (
+from recsys.pipeline.config import PipelineConfig
+from recsys.pipeline.memory import PeakMemory, megabytes
+from recsys.runs.folder import (
+    CATALOG_FILE,
+    ITEMS_FILE,
     METADATA_FILE,
+    MODELS_FOLDER,
     RUN_FORMAT_VERSION,
-    ListArrays,
+    USERS_FILE,
     completed_runs,
     new_run_id,
-    save_catalog,
+    write_catalog,
 )
-from recsys.pipeline.config import PipelineConfig
 from recsys.privacy.tombstones import drop_forgotten
+from recsys.runs.lists import CONFIDENCE, LIFT, ListWriter, string_array
 from recsys.store.keys import OVERALL
 
 if TYPE_CHECKING:
@@ -48,6 +56,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ITEM_BATCH = 4096
+#: Users per ``recommend`` call when lists are made for the active users only: several of
+#: the model's own blocks, so that it can spread them over its threads.
+USER_BATCH = 32_768
+SECONDS_PER_DAY = 86_400
 
 
 @dataclass
@@ -61,20 +73,32 @@ class LoadedInput:
 
 
 class Timer:
-    """Collects step durations; every step logs its duration and counts."""
+    """Collects step durations and peak memory; every step logs its duration, peak and counts."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
+        self.memory = PeakMemory()
 
     @contextmanager
     def step(self, name: str, **counts: Any) -> Iterator[dict[str, Any]]:
         details: dict[str, Any] = dict(counts)
-        started = time.perf_counter()
+        self.memory.begin()
+        started, cpu_started = time.perf_counter(), time.process_time()
         yield details
         elapsed = time.perf_counter() - started
         self.seconds[name] = round(elapsed, 4)
+        # CPU seconds of every thread: beside the wall time, a figure that a busy machine
+        # does not inflate (and above it when several cores worked).
+        self.cpu_seconds[name] = round(time.process_time() - cpu_started, 4)
+        self.peak_rss_mb[name] = megabytes(self.memory.end())
         extra = ", ".join(f"{k}={v}" for k, v in details.items())
-        log.info("%s: %.2fs%s", name, elapsed, f" ({extra})" if extra else "")
+        log.info("%s: %.2fs, peak RSS %.0f MB%s", name, elapsed, self.peak_rss_mb[name], f" ({extra})" if extra else "")
+
+    def memory_report(self) -> dict[str, Any]:
+        """metadata.json's ``peak_rss_mb``: overall and per step, in MB."""
+        return {"overall": megabytes(self.memory.overall()), "steps": dict(self.peak_rss_mb), "method": self.memory.method}
 
 
 def _jsonable(value: Any) -> Any:
@@ -136,49 +160,117 @@ def _progress(total: int, desc: str, show: bool | None) -> tqdm:
     return tqdm(total=total, desc=desc, unit="row", disable=None if show is None else not show, leave=False)
 
 
-def user_lists(model: Recommender, n: int, *, exclude_seen: bool, show_progress: bool | None = None) -> ListArrays:
-    """Top-``n`` for every user: ids int32 and scores float32 of shape (n_users, n)."""
-    ids = np.full((model.n_users, n), -1, dtype=np.int32)
-    scores = np.full((model.n_users, n), -np.inf, dtype=np.float32)
-    with _progress(model.n_users, f"user lists {model.name}", show_progress) as bar:
-        for rows, batch_ids, batch_scores in model.iter_recommend_all(n, exclude_seen=exclude_seen):
-            ids[rows], scores[rows] = batch_ids, batch_scores
+def write_user_lists(
+    model: Recommender,
+    folder: Path,
+    n: int,
+    *,
+    exclude_seen: bool,
+    users: pa.Array,
+    items: pa.Array,
+    active: np.ndarray | None = None,
+    show_progress: bool | None = None,
+) -> dict[str, Any]:
+    """Top-``n`` for every user (or the ``active`` user indices only), written batch by batch
+    as ``lists/user.<model>``; the metadata.json entry."""
+    total = model.n_users if active is None else len(active)
+    with (
+        ListWriter(folder, "user", model.name, n, key_names=users, item_names=items) as writer,
+        _progress(total, f"user lists {model.name}", show_progress) as bar,
+    ):
+        if active is None:
+            for rows, ids, scores in model.iter_recommend_all(n, exclude_seen=exclude_seen):
+                writer.write(rows, ids, scores)
+                bar.update(len(rows))
+        else:
+            for start in range(0, len(active), USER_BATCH):
+                rows = active[start : start + USER_BATCH]
+                ids, scores = model.recommend(rows, n, exclude_seen=exclude_seen)
+                writer.write(rows, ids, scores)
+                bar.update(len(rows))
+    return writer.close()
+
+
+def write_similar_lists(
+    model: Recommender, folder: Path, n: int, *, items: pa.Array, show_progress: bool | None = None
+) -> dict[str, Any]:
+    """Top-``n`` similar items for every item, written batch by batch as ``lists/similar.<model>``."""
+    with (
+        ListWriter(folder, "similar", model.name, n, key_names=items, item_names=items) as writer,
+        _progress(model.n_items, f"similar lists {model.name}", show_progress) as bar,
+    ):
+        for rows, ids, scores in model.iter_similar_all(n):
+            writer.write(rows, ids, scores)
             bar.update(len(rows))
-    return ListArrays("user", model.name, ids, scores)
+    return writer.close()
 
 
-def similar_lists(model: Recommender, n: int, *, show_progress: bool | None = None) -> ListArrays:
-    """Top-``n`` similar items for every item, shape (n_items, n)."""
-    ids = np.full((model.n_items, n), -1, dtype=np.int32)
-    scores = np.full((model.n_items, n), -np.inf, dtype=np.float32)
-    with _progress(model.n_items, f"similar lists {model.name}", show_progress) as bar:
-        for rows, batch_ids, batch_scores in model.iter_similar_all(n):
-            ids[rows], scores[rows] = batch_ids, batch_scores
-            bar.update(len(rows))
-    return ListArrays("similar", model.name, ids, scores)
-
-
-def together_lists(model: Recommender, n: int, *, show_progress: bool | None = None) -> ListArrays:
+def write_together_lists(
+    model: Recommender, folder: Path, n: int, *, items: pa.Array, show_progress: bool | None = None
+) -> dict[str, Any]:
     """Bought-together for every item from the rules model: scores are the ranking metric
-    (confidence or lift, as the model ranks), with confidence "c" and lift "l" beside."""
+    (confidence or lift, as the model ranks), with confidence and lift columns beside."""
     bought_together = getattr(model, "bought_together", None)
     if bought_together is None:
         raise ModelError(f"{model.name}: has no bought_together(); only the rules model builds these lists")
-    ids = np.full((model.n_items, n), -1, dtype=np.int32)
-    confidence = np.zeros((model.n_items, n), dtype=np.float32)
-    lift = np.zeros((model.n_items, n), dtype=np.float32)
-    with _progress(model.n_items, "together lists", show_progress) as bar:
+    rank_by = getattr(model.config, "rank_by", "confidence")
+    with (
+        ListWriter(folder, "together", None, n, key_names=items, item_names=items, extra=(CONFIDENCE, LIFT)) as writer,
+        _progress(model.n_items, "together lists", show_progress) as bar,
+    ):
         for start in range(0, model.n_items, ITEM_BATCH):
             rows = np.arange(start, min(start + ITEM_BATCH, model.n_items))
-            ids[rows], confidence[rows], lift[rows] = bought_together(rows, n)
+            ids, confidence, lift = bought_together(rows, n)
+            writer.write(rows, ids, lift if rank_by == "lift" else confidence, {CONFIDENCE: confidence, LIFT: lift})
             bar.update(len(rows))
-    rank_by = getattr(model.config, "rank_by", "confidence")
-    scores = (lift if rank_by == "lift" else confidence).copy()
-    scores[ids < 0] = -np.inf
-    return ListArrays("together", None, ids, scores, extra={"c": confidence, "l": lift})
+    return writer.close()
 
 
-def popular_lists(popularity: np.ndarray, categories: np.ndarray | None, n: int) -> ListArrays:
+@dataclass
+class PopularLists:
+    """Popular items overall and per category: ``labels`` (k+1,) ("" = overall first),
+    ``ids`` int32 and ``scores`` float32 of shape (k+1, n), -1 / -inf padding."""
+
+    labels: np.ndarray
+    ids: np.ndarray
+    scores: np.ndarray
+
+    def write(self, folder: Path, items: pa.Array) -> dict[str, Any]:
+        """Write ``lists/popular``; the metadata.json entry."""
+        with ListWriter(folder, "popular", None, self.ids.shape[1], key_names=self.labels, item_names=items) as writer:
+            writer.write(np.arange(len(self.labels)), self.ids, self.scores)
+        return writer.close()
+
+
+def active_users(interactions: pd.DataFrame, users: np.ndarray, days: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """Indices of the users with an event in the ``days`` before the newest event of the data.
+
+    The reference is the newest timestamp in the interactions (not the clock), so the same
+    data gives the same users whenever the job runs. Users without a dated event are not
+    active. Returns (sorted user indices, a report for metadata.json).
+    """
+    if schema.TIMESTAMP not in interactions or interactions[schema.TIMESTAMP].notna().sum() == 0:
+        raise DataError(
+            f"lists.active_within_days: the interactions have no {schema.TIMESTAMP!r} values to tell active users from"
+        )
+    stamps = pd.to_numeric(interactions[schema.TIMESTAMP], errors="coerce")
+    newest = float(stamps.max())
+    cutoff = newest - days * SECONDS_PER_DAY
+    last = stamps.groupby(interactions[schema.USER_ID].astype(str), observed=True, sort=False).max()
+    recent = last.index[last.to_numpy() >= cutoff]
+    mask = pd.Index(users).isin(recent)
+    indices = np.flatnonzero(mask)
+    report = {
+        "within_days": days,
+        "reference": datetime.fromtimestamp(newest, UTC).isoformat(timespec="seconds"),
+        "cutoff": datetime.fromtimestamp(cutoff, UTC).isoformat(timespec="seconds"),
+        "active": int(len(indices)),
+        "inactive": int(len(users) - len(indices)),
+    }
+    return indices, report
+
+
+def popular_lists(popularity: np.ndarray, categories: np.ndarray | None, n: int) -> PopularLists:
     """Most popular items overall (row 0, label "") and per category, one sort for all.
 
     ``popularity`` (n_items,), items with popularity <= 0 never listed; ``categories``
@@ -207,12 +299,10 @@ def popular_lists(popularity: np.ndarray, categories: np.ndarray | None, n: int)
             labels += [str(names[c]) for c in item_codes[starts]]
             ids_rows += list(cat_ids)
             score_rows += list(cat_scores)
-    return ListArrays(
-        "popular",
-        None,
+    return PopularLists(
+        np.asarray(labels, dtype=str),
         np.vstack(ids_rows).astype(np.int32),
         np.vstack(score_rows).astype(np.float32),
-        labels=np.asarray(labels, dtype=str),
     )
 
 
@@ -365,14 +455,22 @@ def _train_into(
 
     evaluation = _evaluate(config, interactions, loaded.catalog, fitted_names, timer) if config.evaluation.enabled else None
 
-    dataset.users.save(folder / "users.npz")
-    dataset.items.save(folder / "items.npz")
+    (folder / MODELS_FOLDER).mkdir()
+    dataset.users.save(folder / MODELS_FOLDER / USERS_FILE)
+    dataset.items.save(folder / MODELS_FOLDER / ITEMS_FILE)
     # Every item gets a catalogue entry (empty fields without a catalogue): the API knows
     # which items exist from it.
     catalog_frame = dataset.catalog if dataset.catalog is not None else align_catalog(pd.DataFrame({schema.ITEM_ID: []}), dataset.items)
-    save_catalog(catalog_frame, folder / "catalog.npz")
+    write_catalog(catalog_frame, folder / CATALOG_FILE)
 
     lists_cfg = config.lists
+    user_names, item_names = string_array(dataset.users.ids), string_array(dataset.items.ids)
+    active: np.ndarray | None = None
+    active_report: dict[str, Any] | None = None
+    if lists_cfg.active_within_days is not None and user_models:
+        with timer.step("active_users") as info:
+            active, active_report = active_users(interactions, dataset.users.ids, lists_cfg.active_within_days)
+            info.update(active=active_report["active"], inactive=active_report["inactive"])
     entries: list[dict[str, Any]] = []
     models_meta: dict[str, Any] = {}
     popular_model: Recommender | None = None
@@ -389,19 +487,21 @@ def _train_into(
         }
         if name in user_models:
             with timer.step(f"lists.user.{name}") as info:
-                arrays = user_lists(model, lists_cfg.user_n, exclude_seen=lists_cfg.exclude_seen, show_progress=show_progress)
-                entries.append(arrays.save(folder))
-                info.update(rows=entries[-1]["rows"], non_empty=entries[-1]["non_empty"])
+                entries.append(
+                    write_user_lists(
+                        model, folder, lists_cfg.user_n, exclude_seen=lists_cfg.exclude_seen, users=user_names,
+                        items=item_names, active=active, show_progress=show_progress,
+                    )
+                )
+                info.update(rows=entries[-1]["rows"])
         if name in similar_models:
             with timer.step(f"lists.similar.{name}") as info:
-                arrays = similar_lists(model, lists_cfg.similar_n, show_progress=show_progress)
-                entries.append(arrays.save(folder))
-                info.update(rows=entries[-1]["rows"], non_empty=entries[-1]["non_empty"])
+                entries.append(write_similar_lists(model, folder, lists_cfg.similar_n, items=item_names, show_progress=show_progress))
+                info.update(rows=entries[-1]["rows"])
         if name == "rules" and lists_cfg.together:
             with timer.step("lists.together") as info:
-                arrays = together_lists(model, lists_cfg.together_n, show_progress=show_progress)
-                entries.append(arrays.save(folder))
-                info.update(rows=entries[-1]["rows"], non_empty=entries[-1]["non_empty"])
+                entries.append(write_together_lists(model, folder, lists_cfg.together_n, items=item_names, show_progress=show_progress))
+                info.update(rows=entries[-1]["rows"])
         if name == "popular":
             popular_model = model
         del model
@@ -415,13 +515,15 @@ def _train_into(
                 if dataset.catalog is not None and lists_cfg.popular_by_category
                 else None
             )
-            arrays = popular_lists(np.asarray(popular_model.popularity), categories, lists_cfg.popular_n)
-            entries.append(arrays.save(folder))
-            info.update(categories=entries[-1]["rows"] - 1)
+            popular = popular_lists(np.asarray(popular_model.popularity), categories, lists_cfg.popular_n)
+            entries.append(popular.write(folder, item_names))
+            info.update(categories=len(popular.labels) - 1)
 
+    list_users = dataset.n_users if active is None else len(active)
     return {
         "format_version": RUN_FORMAT_VERSION,
         "run": run_id,
+        "backend": "local",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": _jsonable(loaded.source),
         "fingerprint": dataset.fingerprint(),
@@ -434,16 +536,22 @@ def _train_into(
             "ratings": int(dataset.ratings.nnz) if dataset.ratings is not None else 0,
             "baskets": int(dataset.baskets.shape[0]) if dataset.baskets is not None else 0,
             "catalog_items": int(len(loaded.catalog)) if loaded.catalog is not None else 0,
+            "list_users": int(list_users) if user_models else 0,
+            "inactive_users": int(dataset.n_users - list_users) if user_models else 0,
         },
+        "active_users": active_report,
         "validation": loaded.report,
         "events": events_report,
         "forgotten": forgotten,
         "timings": timer.seconds,
+        "cpu_seconds": timer.cpu_seconds,
+        "peak_rss_mb": timer.memory_report(),
         "config": stored_config(config),
         "models": models_meta,
         "skipped": skipped,
         "default_model": default_model,
         "lists": entries,
+        "catalog": CATALOG_FILE,
         "evaluation": evaluation,
     }
 

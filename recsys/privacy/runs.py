@@ -1,13 +1,12 @@
 """Removing forgotten users from run folders on disk.
 
-A run folder (see :mod:`recsys.pipeline.artifacts`) holds users in its user map, their
-lists, and the fitted models (user factors, the user x item data). Rewriting one keeps
-the run publishable: the users' rows leave the user map and every user list, the models
-folder (per-user factors and matrices, in each model's own format) is removed, and
-metadata.json records what was removed. Each file is written beside its final name and
-renamed over it. Both run formats are handled: 1 (``.npz`` lists and user map) and 2
-(Parquet lists keyed by raw id, ``LISTS_FORMAT``); a folder of any other format, or one
-whose metadata cannot be read, is deleted instead.
+A run folder (see :mod:`recsys.runs.folder`, docs/run-format.md) holds users in its user
+lists (Parquet, keyed by raw id) and, for the local backend, in the fitted models and
+their user map (``models/``). Rewriting one keeps the run publishable: the users' rows
+leave every user list and the user map, the models (per-user factors and matrices, in
+each model's own format) are removed, and metadata.json records what was removed. Each
+file is written beside its final name and renamed over it. A folder of another format,
+or one whose metadata cannot be read, is deleted instead.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from recsys.data.idmap import IdMap
-from recsys.errors import DataError
-from recsys.pipeline.artifacts import METADATA_FILE, ListArrays, RunFolder, completed_runs
+from recsys.runs.folder import METADATA_FILE, MODELS_FOLDER, RUN_FORMAT_VERSION, USERS_FILE, completed_runs
 from recsys.privacy.tombstones import tombstone_of
 
 RunsMode = Literal["rewrite", "delete"]
@@ -57,65 +55,13 @@ def scrub_run(folder: Path, hashes: set[str], mode: RunsMode = "rewrite") -> tup
     """Remove forgotten users from one run folder (completed or still in training).
 
     Returns ("rewritten" | "deleted" | None when the run holds none of them, rows removed
-    per tombstone).
+    per tombstone). A folder of another format than 2 (or with unreadable metadata) may
+    hold the users and cannot be rewritten: it is deleted.
     """
-    if _format_version(folder) == 2:
+    if _format_version(folder) == RUN_FORMAT_VERSION:
         return _scrub_parquet_run(folder, hashes, mode)
-    try:
-        run = RunFolder(folder)
-    except DataError:
-        # Not a run this version can read (another format, broken metadata): it may hold
-        # the users, and cannot be rewritten.
-        shutil.rmtree(folder, ignore_errors=True)
-        return "deleted", Counter()
-    try:
-        users = run.users()
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        raise DataError(f"{folder / 'users.npz'}: unreadable user map ({error})") from None
-    found = tombstone_of(users.ids, hashes)
-    hit = found != ""
-    if not hit.any():
-        return None, Counter()
-    removed = Counter(str(h) for h in found[hit])
-    if mode == "delete":
-        shutil.rmtree(folder, ignore_errors=True)
-        return "deleted", removed
-    keep = ~hit
-    metadata = run.metadata
-    entries = []
-    for entry in run.list_entries():
-        if entry.get("kind") == "user":
-            arrays = run.load_list(entry)
-            kept = ListArrays(arrays.kind, arrays.model, arrays.ids[keep], arrays.scores[keep],
-                              {k: v[keep] for k, v in arrays.extra.items()}, arrays.labels)
-            target = folder / entry["file"]
-            payload: dict[str, np.ndarray] = {"ids": kept.ids, "scores": kept.scores}
-            payload.update({f"extra__{k}": v for k, v in kept.extra.items()})
-            _replace(target, lambda handle, p=payload: np.savez(handle, **p))
-            entry = {**entry, "rows": int(kept.ids.shape[0]),
-                     "non_empty": int((kept.ids[:, 0] >= 0).sum()) if kept.ids.shape[1] else 0}
-        entries.append(entry)
-    remaining = users.ids[keep]
-    _replace(folder / "users.npz", lambda handle: np.savez(handle, ids=remaining))
-    models_removed = []
-    for model_folder in sorted((folder / "models").glob("*")) if (folder / "models").is_dir() else []:
-        shutil.rmtree(model_folder, ignore_errors=True)
-        models_removed.append(model_folder.name)
-    metadata["lists"] = entries
-    counts = dict(metadata.get("counts") or {})
-    counts["users"] = int(len(remaining))
-    metadata["counts"] = counts
-    history = dict(metadata.get("erasures") or {})
-    history["users_removed"] = int(history.get("users_removed", 0)) + int(hit.sum())
-    history["models_removed"] = sorted(set(history.get("models_removed", [])) | set(models_removed))
-    metadata["erasures"] = history
-    for name in models_removed:
-        if isinstance(metadata.get("models", {}).get(name), dict):
-            metadata["models"][name]["path"] = None
-    text = json.dumps(metadata, indent=2, allow_nan=False, default=str).encode()
-    _replace(folder / METADATA_FILE, lambda handle: handle.write(text))
-    IdMap.load(folder / "users.npz")  # readable again
-    return "rewritten", removed
+    shutil.rmtree(folder, ignore_errors=True)
+    return "deleted", Counter()
 
 
 def _format_version(folder: Path) -> object:
@@ -161,9 +107,15 @@ def _scrub_parquet_run(folder: Path, hashes: set[str], mode: RunsMode) -> tuple[
         if entry.get("kind") == "user":
             entry["rows"] = int(sum(pq.ParquetFile(f).metadata.num_rows for f in (folder / entry["path"]).glob("*.parquet")))
     models_removed = []
-    for model_folder in sorted((folder / "models").glob("*")) if (folder / "models").is_dir() else []:
+    models = folder / MODELS_FOLDER
+    for model_folder in sorted(p for p in models.glob("*") if p.is_dir()) if models.is_dir() else []:
         shutil.rmtree(model_folder, ignore_errors=True)
         models_removed.append(model_folder.name)
+    if (models / USERS_FILE).is_file():
+        # The local backend's user map: the ids leave it too.
+        user_ids = IdMap.load(models / USERS_FILE).ids
+        remaining = user_ids[tombstone_of(user_ids, hashes) == ""]
+        _replace(models / USERS_FILE, lambda handle: np.savez(handle, ids=remaining))
     history = dict(metadata.get("erasures") or {})
     history["users_removed"] = int(history.get("users_removed", 0)) + len(users_removed)
     history["models_removed"] = sorted(set(history.get("models_removed", [])) | set(models_removed))

@@ -5,7 +5,8 @@ Steps, all under the publish lock:
 1. delete what killed publishes left in ``pending``;
 2. register the new version in ``pending`` and write its hashes with pipelined, batched
    HSETs (``batch_fields`` fields per command, one round trip per ``commands_per_flush``
-   commands), renewing the lock as it goes;
+   commands), renewing the lock as it goes; each list is read from the run folder's
+   Parquet files in record batches of ``batch_fields`` rows, never whole;
 3. check every hash has the expected number of fields, write ``v:{v}:meta``;
 4. one MULTI/EXEC (WATCHing the lock): SET live, ZADD versions, ZREM pending;
 5. delete versions beyond ``keep_versions`` (never the live one).
@@ -18,26 +19,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 from tqdm import tqdm
 
 from recsys.catalog.overlay import stage_for_publish
 from recsys.data import schema
-from recsys.data.idmap import IdMap
-from recsys.errors import StoreError
-from recsys.pipeline.artifacts import ListArrays, RunFolder, new_run_id
+from recsys.errors import DataError, StoreError
 from recsys.privacy.runs import scrub_run
 from recsys.privacy.tombstones import read_redis as read_tombstones
 from recsys.publish.lock import PublishLock
 from recsys.publish.versions import apply_retention, clean_pending, delete_version_keys, switch_live
-from recsys.store.codec import encode_rows
+from recsys.runs.folder import CATALOG_SCHEMA, RunFolder, new_run_id, with_all_columns
+from recsys.runs.lists import CONFIDENCE, EXTRA_COLUMNS, ITEM_IDS, KEY, LIFT, READ_BATCH_ROWS, SCORES, RunList
+from recsys.store.codec import encode_ragged
 from recsys.store.connection import redact
 from recsys.store.keys import OVERALL, KeyLayout
 
@@ -139,16 +142,44 @@ class _HashWriter:
         self.lock.renew()
 
 
-def _catalog_blobs(catalog: dict[str, np.ndarray]) -> list[bytes]:
+def _catalog_blobs(batch: pa.RecordBatch) -> list[bytes]:
     """One JSON object per item: {title, category, price (null when unknown), in_stock}."""
-    prices = catalog[schema.PRICE].astype(np.float64)
+    prices = batch.column(schema.PRICE).to_numpy(zero_copy_only=False).astype(np.float64)
     price_list = np.where(np.isnan(prices), None, np.round(prices, 2)).tolist()
+    titles = pc.fill_null(batch.column(schema.TITLE), "").to_pylist()
+    categories = pc.fill_null(batch.column(schema.CATEGORY), "").to_pylist()
+    stock = pc.fill_null(batch.column(schema.IN_STOCK), True).to_pylist()
     return [
         orjson.dumps({"title": t, "category": c, "price": p, "in_stock": s})
-        for t, c, p, s in zip(
-            catalog[schema.TITLE].tolist(), catalog[schema.CATEGORY].tolist(), price_list, catalog[schema.IN_STOCK].tolist()
-        )
+        for t, c, p, s in zip(titles, categories, price_list, stock)
     ]
+
+
+@dataclass
+class _Catalog:
+    """The catalogue to publish: its row count (for progress) and a batch source."""
+
+    rows: int
+    batches: Callable[[int], Iterator[pa.RecordBatch]]
+
+    def overlay_fields(self) -> dict[str, np.ndarray]:
+        """Every catalogue column as a numpy array (price NaN = unknown, in_stock null =
+        True), for the item overlay (recsys.catalog.overlay); the catalogue is small."""
+        columns: dict[str, list[np.ndarray]] = {field.name: [] for field in CATALOG_SCHEMA}
+        for batch in self.batches(READ_BATCH_ROWS):
+            for name in (schema.ITEM_ID, schema.TITLE, schema.CATEGORY):
+                columns[name].append(np.asarray(pc.fill_null(batch.column(name), "").to_pylist(), dtype=str))
+            columns[schema.PRICE].append(batch.column(schema.PRICE).to_numpy(zero_copy_only=False).astype(np.float64))
+            columns[schema.IN_STOCK].append(np.asarray(pc.fill_null(batch.column(schema.IN_STOCK), True).to_pylist(), dtype=bool))
+        empty = {schema.PRICE: np.float64, schema.IN_STOCK: bool}
+        return {
+            name: np.concatenate(parts) if parts else np.array([], dtype=empty.get(name, str))
+            for name, parts in columns.items()
+        }
+
+
+#: Parquet list columns -> the field of the Redis blob (recsys/store/codec.py).
+_BLOB_FIELDS = {CONFIDENCE: "c", LIFT: "l"}
 
 
 class Publisher:
@@ -189,65 +220,74 @@ class Publisher:
 
     # ------------------------------------------------------------------ entry points
     def publish_run(self, run: RunFolder | str | Path) -> PublishResult:
-        """Publish every list of a run folder (``recsys publish RUN``)."""
+        """Publish every list of a run folder (``recsys publish RUN``), read in batches."""
         folder = run if isinstance(run, RunFolder) else RunFolder(run)
         # Users forgotten since the run was trained leave it first (the folder is rewritten).
         tombstones = set(read_tombstones(self.client, self.layout))
         if tombstones and scrub_run(folder.path, tombstones)[0] is not None:
             folder = RunFolder(folder.path)
-        lists = [folder.load_list(entry) for entry in folder.list_entries()]
+        lists = folder.lists()
         metadata = folder.metadata
         extra_meta = {
             "fingerprint": metadata.get("fingerprint"),
-            "models": sorted(metadata.get("models", {})),
+            "models": sorted(metadata.get("models") or {}),
         }
-        return self.publish(
-            lists,
-            folder.users(),
-            folder.items(),
-            catalog=folder.catalog(),
-            run_id=folder.run_id,
-            default_model=metadata.get("default_model"),
-            extra_meta=extra_meta,
-        )
+        catalog = _Catalog(folder.catalog_rows(), folder.catalog_batches) if folder.catalog_path is not None else None
+        return self._guarded(lists, catalog, folder.run_id, metadata.get("default_model"), extra_meta)
 
     def publish(
         self,
-        lists: Sequence[ListArrays],
-        users: IdMap,
-        items: IdMap,
+        lists: Sequence[RunList],
         *,
-        catalog: dict[str, np.ndarray] | None = None,
+        catalog: pa.Table | None = None,
         run_id: str = "",
         default_model: str | None = None,
         extra_meta: dict[str, Any] | None = None,
     ) -> PublishResult:
-        """Write ``lists`` as a new version and make it live; see the module docstring."""
+        """Write ``lists`` (and an in-memory catalogue table) as a new version and make it
+        live; see the module docstring."""
+        source = None
+        if catalog is not None:
+            table = catalog
+
+            def batches(size: int) -> Iterator[pa.RecordBatch]:
+                for batch in table.to_batches(max_chunksize=size):
+                    yield with_all_columns(batch, CATALOG_SCHEMA)
+
+            source = _Catalog(table.num_rows, batches)
+        return self._guarded(lists, source, run_id, default_model, extra_meta or {})
+
+    # ------------------------------------------------------------------ internals
+    def _guarded(
+        self,
+        lists: Sequence[RunList],
+        catalog: _Catalog | None,
+        run_id: str,
+        default_model: str | None,
+        extra_meta: dict[str, Any],
+    ) -> PublishResult:
         try:
-            return self._publish(lists, users, items, catalog, run_id, default_model, extra_meta or {})
+            return self._publish(lists, catalog, run_id, default_model, extra_meta)
         except (redis.RedisError, OSError) as error:
             raise StoreError(f"Redis at {redact(self.url)} failed during publish: {error}") from None
 
-    # ------------------------------------------------------------------ internals
     def _publish(
         self,
-        lists: Sequence[ListArrays],
-        users: IdMap,
-        items: IdMap,
-        catalog: dict[str, np.ndarray] | None,
+        lists: Sequence[RunList],
+        catalog: _Catalog | None,
         run_id: str,
         default_model: str | None,
         extra_meta: dict[str, Any],
     ) -> PublishResult:
         started = time.perf_counter()
-        self._check_lists(lists, users, items, catalog)
+        self._check_lists(lists)
         user_models = [a.model for a in lists if a.kind == "user" and a.model]
         if default_model is None and user_models:
             default_model = user_models[0]
         if default_model is not None and default_model not in user_models:
             raise StoreError(f"default model {default_model!r} has no user lists in this run (has: {user_models})")
         version = new_run_id()
-        total_fields = sum(a.ids.shape[0] for a in lists) + (len(catalog[schema.ITEM_ID]) if catalog else 0)
+        total_fields = sum(a.expected_rows or 0 for a in lists) + (catalog.rows if catalog else 0)
         client, layout = self.client, self.layout
         lock = PublishLock(client, layout, ttl_seconds=self.lock_ttl_seconds, wait_seconds=self.lock_wait_seconds)
         with lock:
@@ -262,19 +302,23 @@ class Publisher:
                 ) as progress:
                     writer = _HashWriter(client, lock, self.commands_per_flush, progress, self.on_flush)
                     counts: dict[str, int] = {}
+                    categories: list[str] = []
                     if catalog is not None:
                         counts["catalog"] = self._write_catalog(writer, layout.catalog(version), catalog)
-                    for arrays in lists:
-                        key = self._key(version, arrays)
-                        counts[self._count_name(arrays)] = self._write_list(writer, key, arrays, users, items)
+                    for run_list in lists:
+                        key = self._key(version, run_list)
+                        labels = categories if run_list.kind == "popular" else None
+                        counts[self._count_name(run_list)] = self._write_list(writer, key, run_list, labels)
                     writer.flush()
                 write_seconds = time.perf_counter() - write_started
                 self._verify(version, lists, counts)
-                meta = self._meta(version, run_id, lists, counts, catalog, default_model, extra_meta)
+                meta = self._meta(version, run_id, lists, counts, categories, default_model, extra_meta)
                 client.set(layout.meta(version), orjson.dumps(meta))
                 lock.renew(force=True)
                 # The item overlay is applied in the switch itself: an update landing meanwhile is kept.
-                prepare = stage_for_publish(catalog, layout.catalog(version), layout) if catalog is not None else None
+                prepare = (
+                    stage_for_publish(catalog.overlay_fields(), layout.catalog(version), layout) if catalog is not None else None
+                )
                 switch_live(client, layout, lock, version, register=True, prepare=prepare)
             except BaseException:
                 # Best effort; if this fails too (Redis gone), the next publish cleans up.
@@ -304,73 +348,73 @@ class Publisher:
         )
         return result
 
-    def _key(self, version: str, arrays: ListArrays) -> str:
-        if arrays.kind == "user":
-            return self.layout.user_recs(version, str(arrays.model))
-        if arrays.kind == "similar":
-            return self.layout.similar(version, str(arrays.model))
-        if arrays.kind == "together":
+    def _key(self, version: str, run_list: RunList) -> str:
+        if run_list.kind == "user":
+            return self.layout.user_recs(version, str(run_list.model))
+        if run_list.kind == "similar":
+            return self.layout.similar(version, str(run_list.model))
+        if run_list.kind == "together":
             return self.layout.together(version)
-        if arrays.kind == "popular":
+        if run_list.kind == "popular":
             return self.layout.popular(version)
-        raise StoreError(f"unknown list kind {arrays.kind!r}")
+        raise StoreError(f"unknown list kind {run_list.kind!r}")
 
     @staticmethod
-    def _count_name(arrays: ListArrays) -> str:
-        return f"{arrays.kind}:{arrays.model}" if arrays.model else arrays.kind
+    def _count_name(run_list: RunList) -> str:
+        return f"{run_list.kind}:{run_list.model}" if run_list.model else run_list.kind
 
     @staticmethod
-    def _check_lists(
-        lists: Sequence[ListArrays], users: IdMap, items: IdMap, catalog: dict[str, np.ndarray] | None
-    ) -> None:
+    def _check_lists(lists: Sequence[RunList]) -> None:
         names = [Publisher._count_name(a) for a in lists]
         if len(set(names)) != len(names):
             raise StoreError(f"duplicate lists in one version: {names}")
-        for arrays in lists:
-            expected = {"user": len(users), "similar": len(items), "together": len(items)}.get(arrays.kind)
-            if arrays.kind == "popular":
-                if arrays.labels is None or len(arrays.labels) != arrays.ids.shape[0]:
-                    raise StoreError("popular lists need one category label per row")
-            elif expected is None:
-                raise StoreError(f"unknown list kind {arrays.kind!r}")
-            elif arrays.ids.shape[0] != expected:
-                raise StoreError(f"{arrays.name}: {arrays.ids.shape[0]} rows, expected {expected}")
-            if arrays.scores.shape != arrays.ids.shape:
-                raise StoreError(f"{arrays.name}: ids {arrays.ids.shape} and scores {arrays.scores.shape} differ")
-            if arrays.ids.size and int(arrays.ids.max()) >= len(items):
-                raise StoreError(f"{arrays.name}: item index {int(arrays.ids.max())} beyond the {len(items)} items")
-        if catalog is not None and len(catalog[schema.ITEM_ID]) != len(items):
-            raise StoreError(f"catalogue has {len(catalog[schema.ITEM_ID])} rows, the item map {len(items)}")
+        for run_list in lists:
+            if run_list.kind in ("user", "similar") and not run_list.model:
+                raise StoreError(f"{run_list.source}: {run_list.kind} lists need a model name")
 
-    def _write_catalog(self, writer: _HashWriter, key: str, catalog: dict[str, np.ndarray]) -> int:
-        ids = catalog[schema.ITEM_ID]
-        for start in range(0, len(ids), self.batch_fields):
-            chunk = slice(start, start + self.batch_fields)
-            writer.hset(key, ids[chunk].tolist(), _catalog_blobs({k: v[chunk] for k, v in catalog.items()}))
-        return int(len(ids))
-
-    def _write_list(self, writer: _HashWriter, key: str, arrays: ListArrays, users: IdMap, items: IdMap) -> int:
-        """HSET one blob per non-empty row; the number of fields written."""
-        if arrays.kind == "popular":
-            assert arrays.labels is not None
-            row_names = np.asarray(arrays.labels, dtype=str)
-        else:
-            row_names = (users if arrays.kind == "user" else items).ids
+    def _write_catalog(self, writer: _HashWriter, key: str, catalog: _Catalog) -> int:
         written = 0
-        for start in range(0, arrays.ids.shape[0], self.batch_fields):
-            ids = arrays.ids[start : start + self.batch_fields]
-            keep = ids[:, 0] >= 0 if ids.shape[1] else np.zeros(len(ids), dtype=bool)
-            if not keep.any():
-                continue
-            raw = items.to_raw(ids[keep])
-            extra = {k: v[start : start + self.batch_fields][keep] for k, v in arrays.extra.items()}
-            blobs = encode_rows(raw, arrays.scores[start : start + self.batch_fields][keep], extra or None)
-            writer.hset(key, row_names[start : start + self.batch_fields][keep].tolist(), blobs)
-            written += int(keep.sum())
+        for batch in catalog.batches(self.batch_fields):
+            ids = batch.column(schema.ITEM_ID)
+            if ids.null_count:
+                raise DataError(f"catalogue: an entry has no {schema.ITEM_ID}")
+            writer.hset(key, ids.to_pylist(), _catalog_blobs(batch))
+            written += batch.num_rows
         return written
 
-    def _verify(self, version: str, lists: Sequence[ListArrays], counts: dict[str, int]) -> None:
-        """Every hash holds exactly the fields written (catches a concurrent delete)."""
+    def _write_list(self, writer: _HashWriter, key: str, run_list: RunList, labels: list[str] | None) -> int:
+        """HSET one blob per row, batch by batch; the number of fields written.
+
+        ``labels`` (popular only) collects the keys, which are the category labels.
+        """
+        written = 0
+        for batch in run_list.batches(self.batch_fields):
+            lengths = pc.list_value_length(batch.column(ITEM_IDS)).to_numpy(zero_copy_only=False)
+            offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            extra = {
+                _BLOB_FIELDS[name]: pc.list_flatten(batch.column(name)).to_numpy(zero_copy_only=False)
+                for name in EXTRA_COLUMNS
+                if name in batch.schema.names
+            }
+            blobs = encode_ragged(
+                pc.list_flatten(batch.column(ITEM_IDS)).to_pylist(),
+                offsets,
+                pc.list_flatten(batch.column(SCORES)).to_numpy(zero_copy_only=False),
+                extra or None,
+            )
+            keys = batch.column(KEY).to_pylist()
+            writer.hset(key, keys, blobs)
+            if labels is not None:
+                labels.extend(keys)
+            written += batch.num_rows
+        if run_list.expected_rows is not None and written != run_list.expected_rows:
+            raise DataError(f"{run_list.source}: {written} rows read, the run's metadata says {run_list.expected_rows}")
+        return written
+
+    def _verify(self, version: str, lists: Sequence[RunList], counts: dict[str, int]) -> None:
+        """Every hash holds exactly the fields written (catches a concurrent delete, and a
+        key written twice in one list)."""
         keys = {"catalog": self.layout.catalog(version)} if "catalog" in counts else {}
         keys.update({self._count_name(a): self._key(version, a) for a in lists})
         with self.client.pipeline(transaction=False) as pipe:
@@ -385,22 +429,16 @@ class Publisher:
     def _meta(
         version: str,
         run_id: str,
-        lists: Sequence[ListArrays],
+        lists: Sequence[RunList],
         counts: dict[str, int],
-        catalog: dict[str, np.ndarray] | None,
+        categories: list[str],
         default_model: str | None,
         extra_meta: dict[str, Any],
     ) -> dict[str, Any]:
         """Version metadata as documented in recsys/store/keys.py."""
         lengths: dict[str, int] = {}
-        for arrays in lists:
-            lengths[arrays.kind] = max(lengths.get(arrays.kind, 0), arrays.length)
-        popular = next((a for a in lists if a.kind == "popular"), None)
-        categories = (
-            sorted(str(c) for c in popular.labels if str(c) != OVERALL)
-            if popular is not None and popular.labels is not None
-            else []
-        )
+        for run_list in lists:
+            lengths[run_list.kind] = max(lengths.get(run_list.kind, 0), run_list.n)
         return {
             **extra_meta,
             "version": version,
@@ -410,8 +448,8 @@ class Publisher:
             "similar_models": [a.model for a in lists if a.kind == "similar"],
             "default_model": default_model,
             "has_together": any(a.kind == "together" for a in lists),
-            "has_popular": popular is not None,
-            "categories": categories,
+            "has_popular": any(a.kind == "popular" for a in lists),
+            "categories": sorted(c for c in categories if c != OVERALL),
             "list_length": {kind: lengths.get(kind, 0) for kind in ("user", "similar", "together", "popular")},
             "counts": counts,
         }

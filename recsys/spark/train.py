@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from recsys.data import schema
 from recsys.errors import ConfigError, DataError
@@ -31,7 +29,8 @@ from recsys.models.als import ALSConfig
 from recsys.models.itemknn import ItemKNNConfig
 from recsys.models.popular import PopularConfig
 from recsys.models.rules import RulesConfig
-from recsys.pipeline.artifacts import METADATA_FILE, new_run_id
+from recsys.runs.folder import CATALOG_FILE, METADATA_FILE, RUN_FORMAT_VERSION, new_run_id
+from recsys.runs.folder import write_catalog as write_catalog_table
 from recsys.pipeline.config import SPARK_MODELS, PipelineConfig
 from recsys.pipeline.train import Timer, _jsonable, _tombstones, clean_stale_tmp, popular_lists, prune_runs, stored_config
 from recsys.spark import lists as spark_lists
@@ -45,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RUN_FORMAT_VERSION = 2
-CATALOG_FILE = "catalog.parquet"
 
 
 def check_models(config: PipelineConfig) -> None:
@@ -71,6 +68,8 @@ def train_spark(config: PipelineConfig, out: str | Path | None = None, *, spark:
         raise ConfigError("data.events.from_redis: not read by the spark backend (export the events to the data path)")
     if config.evaluation.enabled:
         raise ConfigError("evaluation.enabled: use `recsys evaluate --backend spark` for holdout metrics on Spark")
+    if getattr(config.lists, "active_within_days", None) is not None:
+        raise ConfigError("lists.active_within_days: not applied by the spark backend (every user gets a list)")
     timer = Timer()
     run_id = new_run_id()
     root = Path(out if out is not None else config.training.out)
@@ -147,23 +146,12 @@ def write_list(frame: DataFrame, folder: Path, kind: str, model: str | None, n: 
 
 
 def write_catalog(dataset: SparkDataset, path: Path) -> None:
-    """catalog.parquet: one row per item the run knows (every item of the id map)."""
-    ids = dataset.items.ids
-    catalog = dataset.catalog
-    if catalog is None:
-        frame = pd.DataFrame({schema.ITEM_ID: ids, schema.TITLE: "", schema.CATEGORY: "", schema.PRICE: np.nan, schema.IN_STOCK: True})
-    else:
-        frame = catalog[[schema.ITEM_ID, schema.TITLE, schema.CATEGORY, schema.PRICE, schema.IN_STOCK]]
-    table = pa.table(
-        {
-            schema.ITEM_ID: pa.array(frame[schema.ITEM_ID].to_numpy(dtype=str), pa.string()),
-            schema.TITLE: pa.array(frame[schema.TITLE].to_numpy(dtype=str), pa.string()),
-            schema.CATEGORY: pa.array(frame[schema.CATEGORY].to_numpy(dtype=str), pa.string()),
-            schema.PRICE: pa.array(frame[schema.PRICE].to_numpy(dtype=np.float64), pa.float64(), from_pandas=True),
-            schema.IN_STOCK: pa.array(frame[schema.IN_STOCK].to_numpy(dtype=bool), pa.bool_()),
-        }
-    )
-    pq.write_table(table, path)
+    """catalog.parquet: one row per item the run knows (every item of the id map), written
+    as the local backend writes it."""
+    from recsys.data.dataset import align_catalog
+
+    catalog = dataset.catalog if dataset.catalog is not None else align_catalog(pd.DataFrame({schema.ITEM_ID: []}), dataset.items)
+    write_catalog_table(catalog, path)
 
 
 def drop_forgotten_users(frame: DataFrame, hashes: set[str]) -> tuple[DataFrame, int, int]:

@@ -14,7 +14,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from recsys.pipeline.artifacts import ListArrays, RunFolder
+from recsys.runs.folder import RunFolder
 from recsys.pipeline.config import parse_config
 from recsys.pipeline.run import run_pipeline
 from recsys.pipeline.train import LoadedInput
@@ -126,11 +126,10 @@ def test_events_through_the_api_reach_the_next_pipeline_run(
     assert "brand-new-item" in items and "never-clicked-item" in items
 
     # Weights: 12 purchases x the default purchase weight 5.0; the impression weighs 0.
-    entry = next(e for e in run.list_entries() if e["kind"] == "popular")
-    popular = ListArrays.load(run.path, entry)
-    top_item = items.ids[popular.ids[0, 0]]
-    assert top_item == "brand-new-item" and popular.scores[0, 0] == pytest.approx(12 * 5.0)
-    assert items.index_of("never-clicked-item") not in popular.ids[0].tolist()
+    popular = run.find_list("popular").read_all().to_pylist()
+    overall = next(row for row in popular if row["key"] == "")
+    assert overall["item_ids"][0] == "brand-new-item" and overall["scores"][0] == pytest.approx(12 * 5.0)
+    assert "never-clicked-item" not in overall["item_ids"]
     # The new lists are live for the API at once.
     answer = client.get("/v1/users/only-saw-things/recommendations").get_json()
     assert answer["items"][0]["item_id"] == "brand-new-item"

@@ -225,8 +225,18 @@ def test_vectorised_on_large_table() -> None:
     )
     import time
 
-    start = time.perf_counter()
+    def best_of_three(work) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    # No wall-time limit (machines are shared and noisy): the splits must cost a few sorts of
+    # the same table, measured in the same run; a loop per user costs 20x and more.
+    baseline = best_of_three(lambda: data.sort_values(["user_id", "timestamp"]))
+    splits = best_of_three(lambda: (stratified_split(data, 0.25, 0), leave_last_split(data, 1, 0)))
+    assert splits < 12 * baseline, (splits, baseline)
     train, test = stratified_split(data, 0.25, 0)
-    leave_last_split(data, 1, 0)
-    assert time.perf_counter() - start < 5.0
     assert 0.2 < len(test) / n < 0.3

@@ -19,7 +19,7 @@ import redis
 from click.testing import CliRunner, Result
 
 from recsys.cli.main import cli
-from recsys.pipeline.artifacts import RunFolder
+from recsys.runs.folder import RunFolder
 from recsys.pipeline.config import load_config
 from recsys.store.codec import decode_list
 from recsys.store.keys import KeyLayout
@@ -119,9 +119,9 @@ def test_ratings_example_reads_european_dates_prices_and_stock_counts(tmp_path: 
     assert metadata["skipped"] == {}
     popular = [entry for entry in metadata["lists"] if entry["kind"] == "popular"][0]
     assert popular["rows"] == 1 + 3  # overall and one per department: category=coffee has a list
-    catalog = np.load(run_dir / "catalog.npz", allow_pickle=False)
-    keys = set(catalog.files)
-    assert any("price" in key for key in keys)
+    catalog = RunFolder(run_dir).catalog()
+    assert catalog is not None and "price" in catalog.column_names
+    assert catalog.num_rows == 40 and catalog["price"].null_count == 0
 
 
 def test_train_warns_loudly_when_many_catalogue_rows_are_dropped(tmp_path: Path) -> None:

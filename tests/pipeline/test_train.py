@@ -15,9 +15,11 @@ from recsys.data.dataset import Dataset
 from recsys.errors import DataError
 from recsys.models.base import Recommender
 from recsys.models.registry import get_model_class
-from recsys.pipeline.artifacts import RunFolder
+from recsys.data.idmap import IdMap
 from recsys.pipeline.config import PipelineConfig, parse_config
 from recsys.pipeline.train import LoadedInput, popular_lists, train
+from recsys.runs.folder import RunFolder
+from recsys.runs.lists import RunList
 from recsys.store.keys import KeyLayout
 from tests.models.contract import cluster_interactions
 
@@ -28,6 +30,25 @@ def config_for(**sections: object) -> PipelineConfig:
     document: dict[str, object] = {"models": MODELS, "lists": {"user_n": 6, "similar_n": 4, "together_n": 3, "popular_n": 5}}
     document.update(sections)
     return parse_config(document)
+
+
+def dense(run_list: RunList, keys: IdMap, items: IdMap) -> dict[str, np.ndarray]:
+    """A stored list back as index arrays of shape (len(keys), n): -1 / -inf padding, and
+    rows absent from the file (no item) all padding, as the models answer."""
+    table = run_list.read_all()
+    out = {"ids": np.full((len(keys), run_list.n), -1, dtype=np.int64)}
+    for column in ("scores", "confidence", "lift"):
+        if column in table.column_names:
+            out[column] = np.full((len(keys), run_list.n), -np.inf if column == "scores" else 0, dtype=np.float32)
+    rows = keys.to_index(table["key"].to_pylist())
+    assert (rows >= 0).all()
+    for position, row in enumerate(rows):
+        ids = table["item_ids"][position].as_py()
+        assert 0 < len(ids) <= run_list.n
+        out["ids"][row, : len(ids)] = items.to_index(ids)
+        for column in out.keys() - {"ids"}:
+            out[column][row, : len(ids)] = table[column][position].as_py()
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -63,51 +84,61 @@ def test_run_folder_layout_and_metadata(run_dir: Path, frames: tuple[pd.DataFram
         assert (run_dir / "models" / name / "model.json").exists()
     saved = run.catalog()
     assert saved is not None
-    assert saved["item_id"].tolist() == dataset.items.ids.tolist()
-    assert saved["category"][dataset.items.index_of("i31")] == "cat1"
+    assert saved["item_id"].to_pylist() == dataset.items.ids.tolist()
+    assert saved["category"][dataset.items.index_of("i31")].as_py() == "cat1"
+    assert meta["catalog"] == "catalog.parquet" and meta["backend"] == "local" and meta["format_version"] == 2
+    assert meta["counts"]["list_users"] == dataset.n_users and meta["counts"]["inactive_users"] == 0
+    # Seconds and peak memory per step, and for the whole run.
+    peaks = meta["peak_rss_mb"]
+    assert set(peaks["steps"]) == set(meta["timings"])
+    assert all(0 < peak <= peaks["overall"] for peak in peaks["steps"].values())
     # metadata.json is strict JSON (no NaN).
     json.loads((run_dir / "metadata.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
 
 
 def test_lists_equal_the_models_answers(run_dir: Path) -> None:
     run = RunFolder(run_dir)
-    entries = {(e["kind"], e["model"]): e for e in run.list_entries()}
+    users, items = run.users(), run.items()
     for name in ("itemknn", "content", "rules", "popular"):
         model = Recommender.load(run_dir / "models" / name)
-        users = np.arange(model.n_users)
-        ids, scores = model.recommend(users, 6)
-        saved = run.load_list(entries[("user", name)])
-        np.testing.assert_array_equal(saved.ids, ids)
-        np.testing.assert_allclose(saved.scores, scores, rtol=1e-6)
+        ids, scores = model.recommend(np.arange(model.n_users), 6)
+        saved = dense(run.find_list("user", name), users, items)
+        np.testing.assert_array_equal(saved["ids"], ids)
+        np.testing.assert_allclose(saved["scores"], scores, rtol=1e-6)
+        assert run.find_list("user", name).expected_rows == int((ids[:, 0] >= 0).sum())
     for name in ("itemknn", "content"):
         model = Recommender.load(run_dir / "models" / name)
         ids, _ = model.similar_items(np.arange(model.n_items), 4)
-        np.testing.assert_array_equal(run.load_list(entries[("similar", name)]).ids, ids)
+        np.testing.assert_array_equal(dense(run.find_list("similar", name), items, items)["ids"], ids)
     rules = Recommender.load(run_dir / "models" / "rules")
     ids, confidence, lift = rules.bought_together(np.arange(rules.n_items), 3)  # type: ignore[attr-defined]
-    together = run.load_list(entries[("together", None)])
-    np.testing.assert_array_equal(together.ids, ids)
-    np.testing.assert_allclose(together.extra["c"], confidence)
-    np.testing.assert_allclose(together.extra["l"], lift)
-    assert (together.ids >= 0).any()
+    together = dense(run.find_list("together"), items, items)
+    np.testing.assert_array_equal(together["ids"], ids)
+    listed = ids >= 0
+    np.testing.assert_allclose(together["confidence"][listed], confidence[listed])
+    np.testing.assert_allclose(together["lift"][listed], lift[listed])
+    np.testing.assert_allclose(together["scores"][listed], confidence[listed])  # ranked by confidence
+    assert (together["ids"] >= 0).any()
 
 
 def test_popular_lists_per_category(run_dir: Path) -> None:
     run = RunFolder(run_dir)
-    popular = run.load_list(next(e for e in run.list_entries() if e["kind"] == "popular"))
-    assert popular.labels is not None
-    assert popular.labels.tolist() == ["", "cat0", "cat1", "cat2"]
+    stored = run.find_list("popular")
+    labels = stored.read_all()["key"].to_pylist()
+    assert labels == ["", "cat0", "cat1", "cat2"]
+    popular = dense(stored, IdMap(labels), run.items())
     model = Recommender.load(run_dir / "models" / "popular")
     catalog = run.catalog()
     assert catalog is not None
-    filters = [None] + [np.flatnonzero(catalog["category"] == label) for label in popular.labels[1:]]
+    categories = np.asarray(catalog["category"].to_pylist())
+    filters = [None] + [np.flatnonzero(categories == label) for label in labels[1:]]
     for row, allowed in enumerate(filters):
         # Same scores as the model's own top_items; among equal scores any order is right.
         _, expected = model.top_items(5, item_filter=allowed)  # type: ignore[attr-defined]
-        np.testing.assert_array_equal(popular.scores[row], expected)
-        np.testing.assert_array_equal(model.popularity[popular.ids[row]], expected)  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(popular["scores"][row], expected)
+        np.testing.assert_array_equal(model.popularity[popular["ids"][row]], expected)  # type: ignore[attr-defined]
         if allowed is not None:
-            assert set(popular.ids[row].tolist()) <= set(allowed.tolist())
+            assert set(popular["ids"][row].tolist()) <= set(allowed.tolist())
 
 
 def test_popular_lists_known_answer() -> None:
@@ -239,3 +270,29 @@ def test_redis_password_never_stored(frames: tuple[pd.DataFrame, pd.DataFrame], 
     text = (run_dir / "metadata.json").read_text()
     assert "s3cret" not in text and "redis://app:***@cache:6379/0" in text
     assert run_config(RunFolder(run_dir)).redis.url is None
+
+
+def test_training_writes_each_batch_as_it_comes(
+    frames: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One row group per batch the model yields: the writer never gathers a model's lists."""
+    import pyarrow.parquet as pq
+
+    interactions, catalog = frames
+    model_class = get_model_class("itemknn")
+    original = model_class.iter_recommend_all
+    yielded: list[int] = []
+
+    def small_batches(self: Recommender, n: int, **kwargs: object):  # type: ignore[no-untyped-def]
+        kwargs["batch_size"] = 5
+        for rows, ids, scores in original(self, n, **kwargs):  # type: ignore[arg-type]
+            yielded.append(int((ids[:, 0] >= 0).sum()))
+            yield rows, ids, scores
+
+    monkeypatch.setattr(model_class, "iter_recommend_all", small_batches)
+    config = parse_config({"models": {"itemknn": {"k": 20}}, "lists": {"user_n": 3}})
+    run = RunFolder(train(config, tmp_path, data=LoadedInput(interactions, catalog), show_progress=False))
+    files = list((run.path / "lists" / "user.itemknn").glob("*.parquet"))
+    metadata = pq.read_metadata(files[0])
+    sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+    assert len(yielded) > 3 and sizes == [size for size in yielded if size]

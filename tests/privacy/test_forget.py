@@ -16,7 +16,7 @@ import redis
 from flask import Flask
 
 from recsys.data.generate import generate_shop
-from recsys.pipeline.artifacts import RunFolder, completed_runs
+from recsys.runs.folder import RunFolder, completed_runs
 from recsys.pipeline.config import PipelineConfig, parse_config
 from recsys.pipeline.run import run_pipeline
 from recsys.pipeline.train import LoadedInput

@@ -48,7 +48,7 @@ def test_readers_see_whole_versions_during_publishes(redis_url: str, redis_clien
 
     def publish(seed: int) -> None:
         data = runs[seed]
-        result = publisher.publish(data.lists, data.users, data.items, catalog=data.catalog, default_model="als")
+        result = publisher.publish(data.lists, catalog=data.catalog, default_model="als")
         expected[result.version] = redis_client.hget(layout.user_recs(result.version, "als"), "user-0")
 
     publish(0)
@@ -110,7 +110,7 @@ KILLABLE_PUBLISH = textwrap.dedent(
         time.sleep(0.02)
 
     publisher.on_flush = slowly
-    publisher.publish(data.lists, data.users, data.items, catalog=data.catalog, default_model="als")
+    publisher.publish(data.lists, catalog=data.catalog, default_model="als")
     print("finished", flush=True)
     """
 )
@@ -122,7 +122,7 @@ def test_killed_publish_leaves_live_and_next_publish_cleans(
     layout = KeyLayout(key_prefix)
     data = synthetic_run(n_users=100, n_items=50, seed=1)
     good = Publisher(redis_client, layout, show_progress=False).publish(
-        data.lists, data.users, data.items, catalog=data.catalog
+        data.lists, catalog=data.catalog
     ).version
 
     process = subprocess.Popen(
@@ -153,7 +153,7 @@ def test_killed_publish_leaves_live_and_next_publish_cleans(
 
     # The next publish waits for the dead publisher's lock to expire, then removes the orphan.
     result = Publisher(redis_client, layout, lock_wait_seconds=5, show_progress=False).publish(
-        data.lists, data.users, data.items, catalog=data.catalog
+        data.lists, catalog=data.catalog
     )
     assert result.cleaned_pending == orphans
     assert list(redis_client.scan_iter(match=f"{layout.version_root(orphans[0])}*")) == []
@@ -178,6 +178,6 @@ def test_redis_lost_mid_publish_is_a_store_error(redis_client: redis.Redis, key_
 
     publisher.on_flush = drop_connection
     with pytest.raises(StoreError, match="failed during publish: connection reset"):
-        publisher.publish(data.lists, data.users, data.items)
+        publisher.publish(data.lists)
     assert live_version(redis_client, layout) is None
     assert list(redis_client.scan_iter(match=f"{key_prefix}*")) == []

@@ -30,7 +30,7 @@ def data() -> Synthetic:
 
 def publish(client: redis.Redis, layout: KeyLayout, data: Synthetic, **kwargs: object) -> object:
     publisher = Publisher(client, layout, show_progress=False, **kwargs)  # type: ignore[arg-type]
-    return publisher.publish(data.lists, data.users, data.items, catalog=data.catalog, run_id="run-1", default_model="als")
+    return publisher.publish(data.lists, catalog=data.catalog, run_id="run-1", default_model="als")
 
 
 def version_keys(client: redis.Redis, layout: KeyLayout, version: str) -> list[bytes]:
@@ -40,7 +40,7 @@ def version_keys(client: redis.Redis, layout: KeyLayout, version: str) -> list[b
 def test_every_list_written_as_computed(redis_client: redis.Redis, layout: KeyLayout, data: Synthetic) -> None:
     result = publish(redis_client, layout, data, batch_fields=7, commands_per_flush=3)
     version = result.version
-    user = data.lists[0]
+    user = data.arrays[0]
     blobs = redis_client.hgetall(layout.user_recs(version, "als"))
     assert len(blobs) == len(data.users) - 1  # the user with an empty list gets no field
     assert b"user-2" not in blobs
@@ -51,26 +51,26 @@ def test_every_list_written_as_computed(redis_client: redis.Redis, layout: KeyLa
         np.testing.assert_allclose(decoded["s"], user.scores[row][keep], atol=1e-5)
     assert len(decode_list(blobs[b"user-1"])["i"]) == 3
 
-    similar = data.lists[2]
+    similar = data.arrays[2]
     item7 = decode_list(redis_client.hget(layout.similar(version, "als"), "item-7"))
     assert item7["i"] == [f"item-{i}" for i in similar.ids[7]]
 
-    together = data.lists[3]
+    together = data.arrays[3]
     item3 = decode_list(redis_client.hget(layout.together(version), "item-3"))
-    np.testing.assert_allclose(item3["c"], together.extra["c"][3], atol=1e-5)
-    np.testing.assert_allclose(item3["l"], together.extra["l"][3], atol=1e-5)
+    np.testing.assert_allclose(item3["c"], together.extra["confidence"][3], atol=1e-5)
+    np.testing.assert_allclose(item3["l"], together.extra["lift"][3], atol=1e-5)
     assert item3["i"] == [f"item-{i}" for i in together.ids[3]]
 
     popular = redis_client.hgetall(layout.popular(version))
     assert set(popular) == {OVERALL.encode(), b"books", b"garden"}
-    assert decode_list(popular[b"books"])["i"] == [f"item-{i}" for i in data.lists[4].ids[1]]
+    assert decode_list(popular[b"books"])["i"] == [f"item-{i}" for i in data.arrays[4].ids[1]]
 
     catalog = redis_client.hgetall(layout.catalog(version))
     assert len(catalog) == len(data.items)
     assert orjson.loads(catalog[b"item-0"]) == {
         "title": "Item número 0", "category": "books", "price": None, "in_stock": False,
     }
-    assert orjson.loads(catalog[b"item-1"])["price"] == pytest.approx(float(data.catalog["price"][1]))
+    assert orjson.loads(catalog[b"item-1"])["price"] == pytest.approx(float(data.catalog_arrays["price"][1]))
 
 
 def test_meta_and_registry(redis_client: redis.Redis, layout: KeyLayout, data: Synthetic) -> None:
@@ -95,9 +95,9 @@ def test_meta_and_registry(redis_client: redis.Redis, layout: KeyLayout, data: S
 def test_bad_default_model_rejected_before_writing(redis_client: redis.Redis, layout: KeyLayout, data: Synthetic) -> None:
     publisher = Publisher(redis_client, layout, show_progress=False)
     with pytest.raises(StoreError, match="default model 'ease' has no user lists"):
-        publisher.publish(data.lists, data.users, data.items, default_model="ease")
-    with pytest.raises(StoreError, match="rows, expected"):
-        publisher.publish(data.lists[:1], data.items, data.items)
+        publisher.publish(data.lists, default_model="ease")
+    with pytest.raises(StoreError, match="duplicate lists"):
+        publisher.publish([data.lists[0], data.lists[0]])
     assert list(redis_client.scan_iter(match=f"{layout.prefix}*")) == []
 
 
@@ -132,7 +132,7 @@ def test_failure_mid_publish_leaves_live_and_cleans_up(
 
     publisher.on_flush = explode
     with pytest.raises(RuntimeError, match="disk on fire"):
-        publisher.publish(data.lists, data.users, data.items, catalog=data.catalog)
+        publisher.publish(data.lists, catalog=data.catalog)
     assert written[-1] > 0
     assert live_version(redis_client, layout) == good
     assert [v.version for v in list_versions(redis_client, layout)] == [good]
@@ -161,7 +161,7 @@ def test_lock_held_by_another_publisher(redis_client: redis.Redis, layout: KeyLa
     publisher = Publisher(redis_client, layout, lock_wait_seconds=0.3, show_progress=False)
     started = time.monotonic()
     with pytest.raises(StoreError, match="another publish holds .*otherhost:123:abc"):
-        publisher.publish(data.lists, data.users, data.items)
+        publisher.publish(data.lists)
     assert time.monotonic() - started < 3
     assert redis_client.get(layout.publish_lock) == b"otherhost:123:abc"  # not released by us
     assert redis_client.zcard(layout.pending) == 0 and live_version(redis_client, layout) is None
@@ -176,7 +176,7 @@ def test_lost_lock_never_switches(redis_client: redis.Redis, layout: KeyLayout, 
 
     publisher.on_flush = steal
     with pytest.raises(StoreError, match="lost the publish lock"):
-        publisher.publish(data.lists, data.users, data.items, catalog=data.catalog)
+        publisher.publish(data.lists, catalog=data.catalog)
     assert live_version(redis_client, layout) == good
     assert redis_client.get(layout.publish_lock) == b"thief"
 

@@ -20,7 +20,7 @@ def layout(key_prefix: str) -> KeyLayout:
 def publish_n(client: redis.Redis, layout: KeyLayout, count: int) -> list[str]:
     data = synthetic_run(n_users=20, n_items=10)
     publisher = Publisher(client, layout, keep_versions=5, show_progress=False)
-    return [publisher.publish(data.lists, data.users, data.items, run_id=f"run-{k}").version for k in range(count)]
+    return [publisher.publish(data.lists, run_id=f"run-{k}").version for k in range(count)]
 
 
 def test_list_versions_newest_first_marks_live(redis_client: redis.Redis, layout: KeyLayout) -> None:

@@ -22,7 +22,7 @@ from recsys.errors import ConfigError
 from recsys.publish.publisher import Publisher
 from recsys.store.keys import KeyLayout
 from serving.reader import Reader
-from tests.publish.synthetic import Synthetic, synthetic_run
+from tests.publish.synthetic import Synthetic, catalog_table, synthetic_run
 
 ADMIN = "overlay-Admin-7"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -37,7 +37,7 @@ def data() -> Synthetic:
 def publish(client: redis.Redis, layout: KeyLayout, data: Synthetic, on_flush: Callable[[int], None] | None = None) -> str:
     publisher = Publisher(client, layout, show_progress=False, batch_fields=10, commands_per_flush=1)
     publisher.on_flush = on_flush
-    return publisher.publish(data.lists, data.users, data.items, catalog=data.catalog, run_id="run", default_model="als").version
+    return publisher.publish(data.lists, catalog=data.catalog, run_id="run", default_model="als").version
 
 
 def served(app: Flask, user: str, n: int = N) -> list[str]:
@@ -48,7 +48,7 @@ def served(app: Flask, user: str, n: int = N) -> list[str]:
 
 def first_items(data: Synthetic) -> list[str]:
     """The first item of every user's als list (the most served ones)."""
-    als = data.lists[0]
+    als = data.arrays[0]
     return [str(data.items.ids[i]) for i in als.ids[:, 0] if i >= 0]
 
 
@@ -69,8 +69,9 @@ def test_patch_hides_and_restocks_from_the_next_request(
     assert after[: N - 1] == [i for i in before if i != target][: N - 1]
     # The overlay remembers the catalogue file's value of the price it replaced.
     entry = read_overlay(redis_client, layout)[target]
-    position = int(np.flatnonzero(data.catalog["item_id"] == target)[0])
-    assert entry["base"] == {"price": round(float(data.catalog["price"][position]), 2)} or np.isnan(data.catalog["price"][position])
+    position = int(np.flatnonzero(data.catalog_arrays["item_id"] == target)[0])
+    prices = data.catalog_arrays["price"]
+    assert entry["base"] == {"price": round(float(prices[position]), 2)} or np.isnan(prices[position])
     # Shown again once unhidden; the price stays overridden.
     app.test_client().patch(f"/v1/admin/items/{target}", json={"hidden": False}, headers=AUTH)
     entries = app.test_client().get(f"/v1/users/{user}/recommendations?n={N}&model=als").get_json()["items"]
@@ -170,8 +171,9 @@ def test_overlay_applies_to_later_versions_until_the_catalogue_changes_the_field
     assert orjson.loads(redis_client.hget(layout.catalog(second), "item-3"))["price"] == 1.5
     # The catalogue file changes item-3's price: the file wins, that field leaves the overlay.
     changed = synthetic_run(n_users=40, n_items=25, n=N)
-    changed.catalog["price"] = changed.catalog["price"].copy()
-    changed.catalog["price"][3] = 77.0
+    changed.catalog_arrays["price"] = changed.catalog_arrays["price"].copy()
+    changed.catalog_arrays["price"][3] = 77.0
+    changed.catalog = catalog_table(changed.catalog_arrays)
     third = publish(redis_client, layout, changed)
     assert orjson.loads(redis_client.hget(layout.catalog(third), "item-3"))["price"] == 77.0
     overlay = read_overlay(redis_client, layout)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from recsys.pipeline.artifacts import RUN_FORMAT_VERSION
+from recsys.runs.folder import RUN_FORMAT_VERSION
 from recsys.store.codec import decode_list
 from recsys.store.keys import KeyLayout
 from tests.conftest import REPO_ROOT
