@@ -28,6 +28,12 @@ data_options = [
 ]
 
 
+def _data_options(func: Any) -> Any:
+    for option in reversed(data_options):
+        func = option(func)
+    return func
+
+
 backend_option = click.option(
     "--backend", type=click.Choice(BACKENDS), default=None,
     help="Where training runs (overrides [training] backend): this machine or Spark ([spark] section).",
@@ -41,12 +47,6 @@ def trainer_for(config: PipelineConfig) -> Any:
     from recsys.spark.train import train_spark
 
     return lambda settings, out: train_spark(settings, out)
-
-
-def _data_options(func: Any) -> Any:
-    for option in reversed(data_options):
-        func = option(func)
-    return func
 
 
 def _load(
@@ -84,11 +84,7 @@ def _print_run(run_dir: Path, as_json: bool) -> None:
 
     metadata = RunFolder(run_dir).metadata
     if as_json:
-        keys = (
-            "run", "backend", "fingerprint", "counts", "timings", "peak_rss_mb", "active_users", "lists", "skipped",
-            "default_model", "evaluation", "validation",
-        )  # fmt: skip
-        _echo_json({"run_dir": str(run_dir), **{k: metadata.get(k) for k in keys}})
+        _echo_json({"run_dir": str(run_dir), **{k: metadata.get(k) for k in ("run", "backend", "fingerprint", "counts", "timings", "peak_rss_mb", "active_users", "lists", "skipped", "default_model", "evaluation", "validation")}, "selection": metadata.get("selection")})
         return
     click.echo(f"run {metadata['run']}: {run_dir}")
     counts = metadata["counts"]
@@ -101,6 +97,44 @@ def _print_run(run_dir: Path, as_json: bool) -> None:
         click.echo(f"user lists for {counts['list_users']} active users; {counts['inactive_users']} inactive users get the fallback")
     for name, reason in metadata.get("skipped", {}).items():
         click.echo(f"skipped {name}: {reason}")
+    _print_selection(metadata.get("selection"), metadata.get("default_model"))
+
+
+def _print_selection(selection: dict[str, Any] | None, default_model: str | None) -> None:
+    """The selection table: each candidate's holdout score and why it was or was not served."""
+    if not selection:
+        return
+    holdout = selection.get("holdout") or {}
+    if selection.get("candidates"):
+        where = f"{holdout.get('method', '?')} holdout"
+        if holdout.get("cut") is not None:
+            where += f" from {_when(holdout['cut'])} UTC"
+        if holdout.get("test_rows") is not None:
+            where += f", {holdout['test_rows']} rows, {holdout.get('evaluated_users', 0)} users scored"
+        click.echo(f"model selection on the {where}:")
+        rows = [
+            [
+                c["model"],
+                "" if c.get("value") is None else f"{c['value']:.4f}",
+                ", ".join(f"{k}={v}" for k, v in c.get("params", {}).items()) + (" (tuned)" if c.get("tuned") else ""),
+                "" if c.get("fit_seconds") is None else f"{c['fit_seconds']:.2f}",
+                "*" if c.get("chosen") else "",
+                c.get("why", ""),
+            ]
+            for c in selection["candidates"]
+        ]
+        click.echo(_table(["model", selection.get("metric", "metric"), "parameters", "fit (s)", "chosen", "why"], rows))
+    click.echo(f"default model: {default_model} ({selection.get('reason', '')})")
+
+
+def _print_validation(report: dict[str, Any]) -> None:
+    """Rows read and dropped by reason per input file; warnings (too many catalogue rows dropped) on stderr."""
+    for file in report.get("files", []):
+        dropped = file.get("dropped") or {}
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(dropped.items(), key=lambda kv: -kv[1]))
+        click.echo(f"{file['file']} ({file['table']}): {file['rows']} rows, {file['kept']} kept" + (f"; dropped: {reasons}" if reasons else ""))
+    for warning in report.get("warnings", []):
+        click.echo(f"WARNING: {warning}", err=True)
 
 
 def _print_publish(result: Any, as_json: bool) -> None:
@@ -195,8 +229,10 @@ def run_scheduled(
         else:
             from recsys.runs.folder import RunFolder
 
+            metadata = RunFolder(result.run_dir).metadata
+            _print_selection(metadata.get("selection"), metadata.get("default_model"))
             click.echo(f"run {result.run_dir.name} -> live version {result.publish.version}")
-            _print_validation(RunFolder(result.run_dir).metadata.get("validation") or {})
+            _print_validation(metadata.get("validation") or {})
             _print_publish(result.publish, False)
 
     if every is None:
