@@ -98,6 +98,10 @@ def _emit(document: dict[str, Any], json_out: str | None, table: str) -> None:
 @click.option("--k", "k", type=int, default=10, show_default=True, help="List length scored.")
 @click.option("--rating-metrics", is_flag=True, help="Also RMSE/MAE for models that predict ratings.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False, path_type=Path), help="Draw a PNG chart comparing the models.")
+@click.option(
+    "--backend", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+    help="Fit on this machine or on Spark (als, itemknn, rules, popular; --param spark.master=..., spark.als_reg_param=...).",
+)
 def evaluate(
     data_path: Path | None,
     config_path: Path | None,
@@ -119,9 +123,9 @@ def evaluate(
     k: int,
     rating_metrics: bool,
     plot_out: Path | None,
+    backend: str,
 ) -> None:
     """Compare models offline on a held-out split: one row per model, one column per metric."""
-    from recsys.evaluation.report import format_table, plot_comparison
     from recsys.evaluation.runner import model_factories
     from recsys.evaluation.tuning import parse_assignment, parse_value
 
@@ -135,7 +139,9 @@ def evaluate(
         model_params.setdefault(model, {})[parameter] = parse_value(value)
     if k < 1:
         raise ConfigError(f"--k must be >= 1, got {k}")
-    factories = model_factories(names, model_params)
+    spark_params = model_params.pop("spark", {})
+    if spark_params and backend != "spark":
+        raise ConfigError("--param spark.*: only with --backend spark")
     spec = _split_spec(method, test_size, leave_k, folds, cut, seed)
     source = _input(config_path, data_path, fmt, catalog, use_values)
     settings = EvaluationSettings(
@@ -145,6 +151,31 @@ def evaluate(
         cold_users=cold_users,  # type: ignore[arg-type]
         weighting=source.weighting,
     )
+    report = {"data_path": data_path, "method": method, "json_out": json_out, "plot_out": plot_out, "progress": progress}
+    if backend != "spark":
+        _run_and_report(model_factories(names, model_params), spec, source, settings, report)
+        return
+    # The same split, settings and metrics; only the fitting happens on Spark.
+    from recsys.pipeline.config import SparkConfig
+    from recsys.spark.evaluate import spark_factories
+    from recsys.spark.session import spark_session
+
+    try:
+        spark_config = SparkConfig(**spark_params)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise ConfigError(f"--param spark.{'.'.join(map(str, problem['loc']))}: {problem['msg']}") from None
+    spark_factories(names, model_params, None, spark_config)  # refused before the session starts
+    with spark_session(spark_config) as spark:
+        _run_and_report(spark_factories(names, model_params, spark, spark_config), spec, source, settings, report, backend="spark")
+
+
+def _run_and_report(
+    factories: dict[str, Any], spec: SplitSpec, source: DataInput, settings: EvaluationSettings, options: dict[str, Any],
+    backend: str = "local",
+) -> None:  # fmt: skip
+    from recsys.evaluation.report import format_table, plot_comparison
+
     loaded = load_input(source.path, source.format, source.catalog, strict=source.strict, mapping=source.mapping)
     result = run_evaluation(
         loaded.interactions,
@@ -152,21 +183,22 @@ def evaluate(
         catalog=loaded.catalog,
         split=spec,
         settings=settings,
-        dataset_info=loaded.info,
-        progress=progress,
+        dataset_info={**loaded.info, "backend": backend} if backend != "local" else loaded.info,
+        progress=options["progress"],
     )
     document = result.to_dict()
     document["weighting"] = settings.weighting.model_dump(mode="json")
     dataset = document["dataset"]
+    suffix = f" ({backend})" if backend != "local" else ""
     header = (
-        f"{dataset.get('name', data_path)}: {dataset['interactions']} interactions, {dataset['users']} users, "
+        f"{dataset.get('name', options['data_path'])}{suffix}: {dataset['interactions']} interactions, {dataset['users']} users, "
         f"{dataset['items']} items\n{_split_line(document['split'])}\n"
     )
-    _emit(document, json_out, header + format_table(document["models"]))
+    _emit(document, options["json_out"], header + format_table(document["models"]))
     for warning in document.get("warnings", {}).values():
         click.echo(f"warning: {warning}", err=True)
-    if plot_out:
-        plot_comparison(document, plot_out, title=f"{dataset.get('name', '')}: {method} split, k={k}")
+    if options["plot_out"]:
+        plot_comparison(document, options["plot_out"], title=f"{dataset.get('name', '')}: {options['method']} split, k={settings.k}")
     failed = result.errors()
     if failed:
         messages = [e if e.startswith(f"{n}:") else f"{n}: {e}" for n, e in failed.items()]

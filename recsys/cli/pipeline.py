@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from recsys.pipeline.config import DATA_FORMATS, PipelineConfig, load_config
+from recsys.pipeline.config import BACKENDS, DATA_FORMATS, PipelineConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,28 @@ def _data_options(func: Any) -> Any:
     return func
 
 
-def _load(config_path: Path | None, data_path: str | None = None, data_format: str | None = None) -> PipelineConfig:
+backend_option = click.option(
+    "--backend", type=click.Choice(BACKENDS), default=None,
+    help="Where training runs (overrides [training] backend): this machine or Spark ([spark] section).",
+)
+
+
+def trainer_for(config: PipelineConfig) -> Any:
+    """The training function of the configured backend: None = the local one."""
+    if config.training.backend != "spark":
+        return None
+    from recsys.spark.train import train_spark
+
+    return lambda settings, out: train_spark(settings, out)
+
+
+def _load(
+    config_path: Path | None, data_path: str | None = None, data_format: str | None = None, backend: str | None = None
+) -> PipelineConfig:
     if config_path is None and Path("recsys.toml").is_file():
         config_path = Path("recsys.toml")
     config = load_config(config_path)
-    return config.with_data(data_path, data_format)
+    return config.with_data(data_path, data_format).with_backend(backend)
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -67,11 +84,12 @@ def _print_run(run_dir: Path, as_json: bool) -> None:
 
     metadata = RunFolder(run_dir).metadata
     if as_json:
-        _echo_json({"run_dir": str(run_dir), **{k: metadata.get(k) for k in ("run", "fingerprint", "counts", "timings", "peak_rss_mb", "active_users", "lists", "skipped", "default_model", "evaluation", "validation")}, "selection": metadata.get("selection")})
+        _echo_json({"run_dir": str(run_dir), **{k: metadata.get(k) for k in ("run", "backend", "fingerprint", "counts", "timings", "peak_rss_mb", "active_users", "lists", "skipped", "default_model", "evaluation", "validation")}, "selection": metadata.get("selection")})
         return
     click.echo(f"run {metadata['run']}: {run_dir}")
     counts = metadata["counts"]
-    click.echo(f"{counts['users']} users, {counts['items']} items, {counts['interactions']} interactions; fingerprint {metadata['fingerprint']}")
+    fingerprint = f"; fingerprint {metadata['fingerprint']}" if metadata.get("fingerprint") else ""
+    click.echo(f"{counts['users']} users, {counts['items']} items, {counts['interactions']} interactions{fingerprint}")
     _print_validation(metadata.get("validation") or {})
     rows = [[e["kind"], e.get("model") or "", e["rows"], e["n"]] for e in metadata["lists"]]
     click.echo(_table(["list", "model", "rows", "n"], rows))
@@ -136,13 +154,16 @@ def _print_publish(result: Any, as_json: bool) -> None:
 @config_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder for run folders (default: [training] out).")
 @_data_options
+@backend_option
 @json_option
-def train(config_path: Path | None, out: Path | None, data_path: str | None, data_format: str | None, as_json: bool) -> None:
+def train(
+    config_path: Path | None, out: Path | None, data_path: str | None, data_format: str | None, backend: str | None, as_json: bool
+) -> None:
     """Train the configured models into a run folder (runs/<id>/)."""
     from recsys.pipeline.run import train_run
 
-    config = _load(config_path, data_path, data_format)
-    run_dir = train_run(config, out, show_progress=_show_progress())
+    config = _load(config_path, data_path, data_format, backend)
+    run_dir = train_run(config, out, show_progress=_show_progress(), trainer=trainer_for(config))
     _print_run(run_dir, as_json)
 
 
@@ -172,6 +193,7 @@ def publish(run: Path, config_path: Path | None, redis_url: str | None, prefix: 
 @redis_option
 @prefix_option
 @click.option("--every", default=None, metavar="INTERVAL", help="Keep running: retrain every INTERVAL (90s, 30m, 6h, 1d).")
+@backend_option
 @json_option
 def pipeline(
     config_path: Path | None,
@@ -181,10 +203,11 @@ def pipeline(
     redis_url: str | None,
     prefix: str | None,
     every: str | None,
+    backend: str | None,
     as_json: bool,
 ) -> None:
     """Train and publish: the batch retraining job (once, or on a schedule)."""
-    config = _load(config_path, data_path, data_format)
+    config = _load(config_path, data_path, data_format, backend)
     run_scheduled(config, out=out, redis_url=redis_url, prefix=prefix, every=every, as_json=as_json)
 
 
@@ -202,7 +225,9 @@ def run_scheduled(
     from recsys.pipeline.schedule import Scheduler, parse_interval
 
     def job() -> None:
-        result = run_pipeline(config, out=out, redis_url=redis_url, prefix=prefix, show_progress=_show_progress())
+        result = run_pipeline(
+            config, out=out, redis_url=redis_url, prefix=prefix, show_progress=_show_progress(), trainer=trainer_for(config)
+        )
         if as_json:
             click.echo(json.dumps(result.to_json(), sort_keys=True, default=str))
         else:

@@ -782,6 +782,8 @@ def _apply(
         _raise_first_fatal(raw, checks, reason_of, out)
 
     clean = out.loc[~bad_rows].reset_index(drop=True) if bad_rows.any() else out.reset_index(drop=True)
+    # Positions of the kept rows in the raw table (readers that number rows themselves use them).
+    clean.attrs["source_rows"] = np.flatnonzero(~bad_rows)
     report = FileReport(
         file=raw.file,
         table=table,

@@ -30,6 +30,9 @@ DataFormat = Literal["auto", "csv", "parquet", "movielens-100k", "movielens-late
 # Left out of the default similar-items lists: popular ranks every item alike, and the
 # rules model's item lists are published as bought-together.
 NOT_SIMILAR = frozenset({"popular", "rules"})
+BACKENDS = ("local", "spark")
+# The models the Spark backend (recsys.spark) runs; any other is refused before work starts.
+SPARK_MODELS = ("als", "rules", "popular", "itemknn")
 
 # publish.default_model value: the served model is chosen by [selection].
 AUTO = "auto"
@@ -86,6 +89,25 @@ class TrainingConfig(Section):
     threads: int = Field(
         0, ge=0, description="threads that fit models and compute their lists (and implicit's num_threads); 0 = all cores"
     )
+    backend: Literal["local", "spark"] = Field(
+        "local", description="local = this machine (numpy, implicit); spark = a Spark cluster ([spark] section)"
+    )
+
+
+class SparkConfig(Section):
+    """``[spark]``: the Spark session of ``[training] backend = "spark"`` (see docs/spark.md).
+
+    ``conf`` is passed to the session builder as it is (``spark.executor.memory``,
+    ``spark.archives`` for a packed Python environment, ``spark.kubernetes.container.image``...).
+    """
+
+    master: str = Field("local[*]", description="local[*], spark://host:7077, yarn, k8s://https://host:443")
+    app_name: str = Field("recsys", min_length=1)
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Spark properties, passed through")
+    als_reg_param: float = Field(
+        0.5, ge=0, description="MLlib ALS regParam (scaled by each user's and item's count, unlike implicit's)"
+    )
+    user_block_rows: int = Field(2048, ge=1, description="users per block when top-N lists are scored on executors")
 
 
 class ListsConfig(Section):
@@ -214,6 +236,7 @@ class PipelineConfig(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     models: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"popular": {}})
     lists: ListsConfig = Field(default_factory=ListsConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
@@ -231,6 +254,8 @@ class PipelineConfig(Section):
             unknown = [m for m in chosen or [] if m not in self.models]
             if unknown:
                 raise ValueError(f"{key}: {unknown} not configured (configured models: {', '.join(names)})")
+        if self.training.backend == "spark":
+            check_spark_models(self.models)
         users = self.user_models()
         if self.publish.default_model not in (None, AUTO) and self.publish.default_model not in users:
             raise ValueError(
@@ -274,6 +299,15 @@ class PipelineConfig(Section):
         """Command line, then ``RECSYS_KEY_PREFIX``, then the file, then ``recsys:``."""
         return override or os.environ.get(PREFIX_ENV) or self.redis.key_prefix or DEFAULT_PREFIX
 
+    def with_backend(self, backend: str | None) -> PipelineConfig:
+        """A copy trained by ``backend`` (``--backend``), re-validated (Spark refuses the
+        models it does not run)."""
+        if backend is None or backend == self.training.backend:
+            return self
+        document = self.model_dump()
+        document["training"] = {**document["training"], "backend": backend}
+        return parse_config(document, source="command line")
+
     def with_data(self, path: str | None = None, format: str | None = None) -> PipelineConfig:
         """A copy whose data source is overridden (``--data`` / ``--format``), re-validated."""
         if path is None and format is None:
@@ -288,6 +322,23 @@ class PipelineConfig(Section):
         document = self.model_dump()
         document["data"] = data
         return parse_config(document, source="command line")
+
+
+def check_spark_models(models: dict[str, dict[str, Any]]) -> None:
+    """Refuse, before any work, what the Spark backend does not run (ValueError naming the key)."""
+    for name, params in models.items():
+        if name not in SPARK_MODELS:
+            raise ValueError(
+                f"models.{name}: not run by training.backend = \"spark\" (Spark runs: {', '.join(SPARK_MODELS)})"
+            )
+        params = params if isinstance(params, dict) else {}
+        if name == "rules" and params.get("max_itemset_size", 2) != 2:
+            raise ValueError("models.rules.max_itemset_size: Spark mines pair rules only (set it to 2)")
+        if name == "itemknn" and params.get("similarity", "bm25") != "cosine":
+            raise ValueError(
+                "models.itemknn.similarity: Spark computes exact cosine only "
+                f"(got {params.get('similarity', 'bm25')!r}, the local default is bm25; set \"cosine\")"
+            )
 
 
 def _model_config(name: str, params: dict[str, Any]) -> ModelConfig:
@@ -373,7 +424,8 @@ def load_config(path: str | Path | None) -> PipelineConfig:
 
 def _resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
     def resolved(value: str | None) -> str | None:
-        if value and not Path(value).expanduser().is_absolute():
+        # URIs (hdfs://, s3a://, file://) are read by Spark as they are.
+        if value and "://" not in value and not Path(value).expanduser().is_absolute():
             return str(base / value)
         return value
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,10 +98,15 @@ def train_run(
     data: LoadedInput | None = None,
     events_client: redis.Redis | None = None,
     show_progress: bool | None = None,
+    trainer: Callable[[PipelineConfig, str | Path | None], Path] | None = None,
 ) -> Path:
-    """``recsys train``: a training run whose metrics go to ``[metrics] textfile_dir``."""
+    """``recsys train``: a training run whose metrics go to ``[metrics] textfile_dir``;
+    ``trainer(config, out)`` replaces the local training (the Spark backend's)."""
     with recorded(config.metrics.textfile_dir, "train") as record:
-        run_dir = train(config, out, data=data, events_client=events_client, show_progress=show_progress)
+        if trainer is not None:
+            run_dir = trainer(config, out)
+        else:
+            run_dir = train(config, out, data=data, events_client=events_client, show_progress=show_progress)
         with open(Path(run_dir) / "metadata.json", encoding="utf-8") as handle:
             record.from_run_metadata(json.load(handle))
     return run_dir
@@ -132,15 +138,20 @@ def run_pipeline(
     prefix: str | None = None,
     data: LoadedInput | None = None,
     show_progress: bool | None = None,
+    trainer: Callable[[PipelineConfig, str | Path | None], Path] | None = None,
 ) -> PipelineResult:
     """Train, then publish the run as the new live version.
 
     Redis is reached first, so an unreachable server fails in seconds, before any training.
+    ``trainer(config, out)`` replaces the local training run (the Spark backend's).
     """
     with recorded(config.metrics.textfile_dir, "train") as record:
         client, layout = connect_store(config, redis_url, prefix)
         prepared = prepare_training(config, client, layout, runs_root=Path(out) if out is not None else None)
-        run_dir = train(config, out, data=data, events_client=client, show_progress=show_progress)
+        if trainer is not None:
+            run_dir = trainer(config, out)
+        else:
+            run_dir = train(config, out, data=data, events_client=client, show_progress=show_progress)
         with open(Path(run_dir) / "metadata.json", encoding="utf-8") as handle:
             record.from_run_metadata(json.load(handle))
     with recorded(config.metrics.textfile_dir, "publish") as record:
