@@ -178,8 +178,9 @@ def warnings_for(meta: dict[str, Any], published_at: float | None, experiments: 
     if published_at is not None and now - published_at > STALE_AFTER_SECONDS:
         out.append(f"the live version was published {fmt_age(now - published_at)} ago: is the retraining job running?")
     for experiment in experiments:
-        if getattr(experiment, "status", "") == "broken" or getattr(experiment, "broken", False):
-            out.append(f"experiment {experiment.name} is broken: a variant's model is not in the live version")
+        broken = getattr(experiment, "broken", None)
+        if broken:
+            out.append(f"experiment {experiment.name} is broken ({broken}): its users get the default model")
     validation = summary(meta).get("validation") or {}
     rows = validation.get("rows") or 0
     dropped = sum((validation.get("dropped") or {}).values())
@@ -327,17 +328,21 @@ def item() -> Response:
     item_id = request.args.get("item_id", "").strip()
     client, layout = _client(), _layout()
     live, meta = _live(client, layout)
-    catalog, similar, together = None, [], []
+    catalog, similar, together, appearances = None, [], [], {}
     if item_id and live:
-        raw = client.hget(layout.catalog(live), item_id)
+        raw, counted = client.hget(layout.catalog(live), item_id), client.hget(layout.appearances(live), item_id)
         catalog = orjson.loads(raw) if raw is not None else None
+        appearances = orjson.loads(counted) if counted is not None else {}
         reader = services().reader
         for model in meta.get("similar_models") or []:
             result = reader.similar(item_id, LIST_N, lambda _m, model=model: [model])
             similar.append({"model": model, "entries": _entries(result) if result.source == model else []})
         if meta.get("has_together"):
             together = _entries(reader.together(item_id, LIST_N))
-    return _page("console/item.html", item_id=item_id, live=live, catalog=catalog, similar=similar, together=together)
+    return _page(
+        "console/item.html", item_id=item_id, live=live, catalog=catalog, similar=similar, together=together,
+        appearances=appearances, user_models=meta.get("user_models") or [],
+    )
 
 
 @bp.get("/experiments")

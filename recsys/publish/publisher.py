@@ -80,6 +80,38 @@ class PublishResult:
         }
 
 
+class _Appearances:
+    """In how many user lists of each model every item appears, counted batch by batch
+    (one ``value_counts`` per batch, summed per model at the end): the console's answer to
+    "who gets this item", without a second pass over the lists."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[pa.StructArray]] = {}
+
+    def tally(self, model: str) -> Callable[[pa.Array], None]:
+        parts = self.parts.setdefault(model, [])
+        return lambda item_ids: parts.append(pc.value_counts(item_ids))
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """item id -> {model: count}."""
+        out: dict[str, dict[str, int]] = {}
+        for model, parts in self.parts.items():
+            if not parts:
+                continue
+            table = pa.Table.from_struct_array(pa.concat_arrays(parts)) if len(parts) > 1 else pa.Table.from_struct_array(parts[0])
+            summed = table.group_by("values").aggregate([("counts", "sum")])
+            for item, count in zip(summed.column("values").to_pylist(), summed.column("counts_sum").to_pylist()):
+                out.setdefault(str(item), {})[model] = int(count)
+        return out
+
+    def write(self, writer: _HashWriter, key: str) -> None:
+        totals = self.totals()
+        items = list(totals)
+        for start in range(0, len(items), 1000):
+            chunk = items[start : start + 1000]
+            writer.hset(key, chunk, [orjson.dumps(totals[i]) for i in chunk])
+
+
 def run_summary(metadata: dict[str, Any]) -> dict[str, Any]:
     """The run's step times, memory, dropped rows, skipped models and holdout metrics, small
     enough for the version's metadata (the validation's first problems are left out)."""
@@ -332,10 +364,13 @@ class Publisher:
                     categories: list[str] = []
                     if catalog is not None:
                         counts["catalog"] = self._write_catalog(writer, layout.catalog(version), catalog)
+                    appearances = _Appearances()
                     for run_list in lists:
                         key = self._key(version, run_list)
                         labels = categories if run_list.kind == "popular" else None
-                        counts[self._count_name(run_list)] = self._write_list(writer, key, run_list, labels)
+                        tally = appearances.tally(str(run_list.model)) if run_list.kind == "user" else None
+                        counts[self._count_name(run_list)] = self._write_list(writer, key, run_list, labels, tally)
+                    appearances.write(writer, layout.appearances(version))
                     writer.flush()
                 write_seconds = time.perf_counter() - write_started
                 self._verify(version, lists, counts)
@@ -409,10 +444,18 @@ class Publisher:
             written += batch.num_rows
         return written
 
-    def _write_list(self, writer: _HashWriter, key: str, run_list: RunList, labels: list[str] | None) -> int:
+    def _write_list(
+        self,
+        writer: _HashWriter,
+        key: str,
+        run_list: RunList,
+        labels: list[str] | None,
+        tally: Callable[[pa.Array], None] | None = None,
+    ) -> int:
         """HSET one blob per row, batch by batch; the number of fields written.
 
-        ``labels`` (popular only) collects the keys, which are the category labels.
+        ``labels`` (popular only) collects the keys, which are the category labels;
+        ``tally`` (user lists) counts in how many lists each item appears.
         """
         written = 0
         for batch in run_list.batches(self.batch_fields):
@@ -430,6 +473,8 @@ class Publisher:
                 pc.list_flatten(batch.column(SCORES)).to_numpy(zero_copy_only=False),
                 extra or None,
             )
+            if tally is not None:
+                tally(pc.list_flatten(batch.column(ITEM_IDS)))
             keys = batch.column(KEY).to_pylist()
             writer.hset(key, keys, blobs)
             if labels is not None:

@@ -23,6 +23,7 @@ key                            type    content
 ``{p}v:{v}:together``          hash    item id -> list blob with confidence and lift
 ``{p}v:{v}:popular``           hash    category -> list blob; field ``""`` is overall
 ``{p}v:{v}:catalog``           hash    item id -> JSON {title, category, price, in_stock}
+``{p}v:{v}:appearances``       hash    item id -> JSON {model: number of user lists holding it}
 ``{p}ab:experiments``          hash    experiment name -> JSON definition
 ``{p}events``                  stream  logged events (bounded, see ``EVENTS_MAXLEN``)
 ``{p}recent:{user}``           zset    item ids the user just interacted with -> unix time
@@ -185,6 +186,9 @@ class KeyLayout:
 
     def popular(self, version: str) -> str:
         return f"{self.version_root(version)}popular"
+
+    def appearances(self, version: str) -> str:
+        return f"{self.version_root(version)}appearances"
 
     def catalog(self, version: str) -> str:
         return f"{self.version_root(version)}catalog"

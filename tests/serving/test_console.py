@@ -117,3 +117,37 @@ def test_experiments_page(console: FlaskClient, pipeline_version: PipelineVersio
     html = console.get("/console/experiments", headers=AUTH).get_data(as_text=True)
     assert 'data-experiment="console-exp"' in html and "itemknn" in html
     client.close()
+
+
+def test_item_page_counts_the_user_lists_holding_it(
+    console: FlaskClient, pipeline_version: PipelineVersion, redis_url: str
+) -> None:
+    import collections
+
+    import pyarrow.parquet as pq
+
+    client = redis.Redis.from_url(redis_url)
+    live = client.get(KeyLayout(pipeline_version.prefix).live).decode()
+    meta = __import__("orjson").loads(client.get(KeyLayout(pipeline_version.prefix).meta(live)))
+    client.close()
+    model = meta["default_model"]
+    files = sorted((pipeline_version.run_dir / "lists" / f"user.{model}").glob("*.parquet"))
+    counted = collections.Counter(i for f in files for row in pq.read_table(f).column("item_ids").to_pylist() for i in row)
+    item, expected = counted.most_common(1)[0]
+    html = console.get(f"/console/items?item_id={item}", headers=AUTH).get_data(as_text=True)
+    row = re.search(rf'<tr data-model="{model}"><td>{model}</td><td class="num">([\d,]+)</td>', html)
+    assert row is not None and int(row.group(1).replace(",", "")) == expected
+
+
+def test_overview_warns_of_a_broken_experiment(console: FlaskClient, pipeline_version: PipelineVersion, redis_url: str) -> None:
+    from recsys.abtest.experiments import Experiment, ExperimentStore, Variant
+
+    client = redis.Redis.from_url(redis_url)
+    store = ExperimentStore(client, KeyLayout(pipeline_version.prefix))
+    store.create(Experiment(name="gone-model", salt="g", placement="console-test", start=time.time() - 10,
+                            variants=[Variant(name="control", model="als"), Variant(name="b", model="itemknn")]))
+    store.set_broken("gone-model", "v-test", ["itemknn"])
+    html = console.get("/console", headers=AUTH).get_data(as_text=True)
+    assert "experiment gone-model is broken" in html
+    store.delete("gone-model")
+    client.close()
