@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from recsys.pipeline.config import PipelineConfig, parse_config
-from recsys.pipeline.textfile import recorded
+from recsys.pipeline.textfile import JobRecord, recorded
 from recsys.pipeline.train import LoadedInput, train
 from recsys.publish.publisher import Publisher, PublishResult
 from recsys.runs.folder import RunFolder
@@ -103,12 +103,25 @@ def train_run(
     """``recsys train``: a training run whose metrics go to ``[metrics] textfile_dir``;
     ``trainer(config, out)`` replaces the local training (the Spark backend's)."""
     with recorded(config.metrics.textfile_dir, "train") as record:
-        if trainer is not None:
-            run_dir = trainer(config, out)
-        else:
-            run_dir = train(config, out, data=data, events_client=events_client, show_progress=show_progress)
-        with open(Path(run_dir) / "metadata.json", encoding="utf-8") as handle:
-            record.from_run_metadata(json.load(handle))
+        return _train_once(config, out, record, data, events_client, show_progress, trainer)
+
+
+def _train_once(
+    config: PipelineConfig,
+    out: str | Path | None,
+    record: JobRecord,
+    data: LoadedInput | None,
+    events_client: redis.Redis | None,
+    show_progress: bool | None,
+    trainer: Callable[[PipelineConfig, str | Path | None], Path] | None,
+) -> Path:
+    """One training run (local, or ``trainer``'s), its metadata noted into ``record``."""
+    if trainer is not None:
+        run_dir = trainer(config, out)
+    else:
+        run_dir = train(config, out, data=data, events_client=events_client, show_progress=show_progress)
+    with open(Path(run_dir) / "metadata.json", encoding="utf-8") as handle:
+        record.from_run_metadata(json.load(handle))
     return run_dir
 
 
@@ -148,12 +161,7 @@ def run_pipeline(
     with recorded(config.metrics.textfile_dir, "train") as record:
         client, layout = connect_store(config, redis_url, prefix)
         prepared = prepare_training(config, client, layout, runs_root=Path(out) if out is not None else None)
-        if trainer is not None:
-            run_dir = trainer(config, out)
-        else:
-            run_dir = train(config, out, data=data, events_client=client, show_progress=show_progress)
-        with open(Path(run_dir) / "metadata.json", encoding="utf-8") as handle:
-            record.from_run_metadata(json.load(handle))
+        run_dir = _train_once(config, out, record, data, client, show_progress, trainer)
     with recorded(config.metrics.textfile_dir, "publish") as record:
         result = make_publisher(config, client, layout, show_progress=show_progress).publish_run(run_dir)
         record.from_publish(result)
