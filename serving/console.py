@@ -18,8 +18,6 @@ appear in a URL. No JavaScript: plain HTML, inline SVG charts, a strict CSP.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import time
 from html import escape
@@ -36,50 +34,38 @@ from recsys.publish.versions import list_versions, rollback
 from recsys.store.keys import KeyLayout
 from serving import services
 from serving.admin import admin_token, bearer_token, token_matches
+from serving.errors import NOT_FOUND_MESSAGE, error_response
+from serving.pages import MAX_LOGIN_BYTES, secure, set_login_cookie, signed
 
 COOKIE = "recsys_console"
-COOKIE_MAX_AGE = 8 * 3600
 LIST_N = 10
 EVENTS_SCANNED = 2000
 EVENTS_SHOWN = 25
 STALE_AFTER_SECONDS = 2 * 24 * 3600
 DROPPED_WARN_SHARE = 0.05
-CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
-    "base-uri 'none'; frame-ancestors 'none'"
-)
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates")
 
 
 # ------------------------------------------------------------------ access
-def _digest(token: str, purpose: bytes) -> str:
-    return hmac.new(token.encode("utf-8"), purpose, hashlib.sha256).hexdigest()
-
-
 def cookie_value(token: str) -> str:
     """What the login cookie holds: an HMAC of the admin token."""
-    return _digest(token, b"recsys-console-v1")
+    return signed(token, b"recsys-console-v1")
 
 
 def csrf_token(token: str) -> str:
-    return _digest(token, b"recsys-console-csrf-v1")
+    return signed(token, b"recsys-console-csrf-v1")
 
 
-def _secure(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
 
 
 def _not_found() -> Response:
-    return _secure(make_response("<!doctype html><title>Not found</title><h1>Not found</h1>", 404))
+    """Admin off: the same plain 404 as any unknown URL."""
+    return error_response(404, NOT_FOUND_MESSAGE)
 
 
 def _login(status: int, message: str) -> Response:
-    return _secure(make_response(render_template("console/login.html", message=message), status))
+    return secure(make_response(render_template("console/login.html", message=message), status))
 
 
 @bp.before_request
@@ -91,7 +77,7 @@ def _require_admin() -> Response | None:
         return None
     if token_matches(bearer_token(), expected) or token_matches(request.cookies.get(COOKIE), cookie_value(expected)):
         if request.method == "POST" and not token_matches(request.form.get("csrf"), csrf_token(expected)):
-            return _secure(make_response(render_template("console/message.html", title="Refused",
+            return secure(make_response(render_template("console/message.html", title="Refused",
                                                          message="The form is stale or came from another site."), 403))
         return None
     return _login(401, "The console needs the admin token.")
@@ -103,21 +89,18 @@ def login() -> Response:
     assert expected is not None
     if request.method == "GET":
         return _login(200, "")
+    if (request.content_length or 0) > MAX_LOGIN_BYTES:
+        return _login(413, "That request is too large.")
     if not token_matches(request.form.get("token"), expected):
         return _login(401, "That token is not the admin token.")
-    response = redirect("/console", code=303)
-    response.set_cookie(
-        COOKIE, cookie_value(expected), max_age=COOKIE_MAX_AGE, httponly=True,
-        samesite="Strict", secure=request.is_secure, path="/console",
-    )
-    return _secure(response)
+    return set_login_cookie(redirect("/console", code=303), COOKIE, cookie_value(expected), "/console")
 
 
 @bp.post("/logout")
 def logout() -> Response:
     response = redirect("/console/login", code=303)
     response.delete_cookie(COOKIE, path="/console")
-    return _secure(response)
+    return secure(response)
 
 
 def _page(template: str, **context: Any) -> Response:
@@ -126,7 +109,7 @@ def _page(template: str, **context: Any) -> Response:
         template, csrf=csrf_token(admin_token() or ""), fmt_age=fmt_age, fmt_time=fmt_time,
         fmt_score=fmt_score, fmt_price=fmt_price, **context,
     )
-    response = _secure(make_response(body, 200))
+    response = secure(make_response(body, 200))
     response.headers["Server-Timing"] = f"render;dur={1000 * (time.perf_counter() - started):.1f}"
     return response
 
@@ -294,9 +277,9 @@ def rollback_version() -> Response:
     try:
         previous, live = rollback(_client(), _layout(), target, lock_wait_seconds=5.0)
     except RecsysError as error:
-        return _secure(make_response(render_template("console/message.html", title="Rollback failed", message=str(error)), 409))
+        return secure(make_response(render_template("console/message.html", title="Rollback failed", message=str(error)), 409))
     response = redirect(f"/console?message=live+version+{live}+(was+{previous})", code=303)
-    return _secure(response)
+    return secure(response)
 
 
 @bp.get("/users")

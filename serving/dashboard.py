@@ -11,8 +11,6 @@ on the server: the page loads nothing else (no script, no CDN; a strict CSP says
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import time
 from html import escape
@@ -24,37 +22,26 @@ from recsys.abtest.experiments import ExperimentStore, live_published
 from recsys.abtest.report import METRIC_LABELS, METRICS, build_report, iso
 from serving.admin import admin_token, bearer_token, key_layout, redis_client, token_matches
 from serving.errors import NOT_FOUND_MESSAGE, error_response
+from serving.pages import MAX_LOGIN_BYTES, secure, set_login_cookie, signed
 
 COOKIE = "recsys_dashboard"
-COOKIE_MAX_AGE = 8 * 3600
 MAX_EXPERIMENTS_SHOWN = 10
-CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
-    "base-uri 'none'; frame-ancestors 'none'"
-)
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
 
 
 def cookie_value(token: str) -> str:
     """What the cookie holds: an HMAC of the token (a stolen cookie is not the API token)."""
-    return hmac.new(token.encode("utf-8"), b"recsys-dashboard-v1", hashlib.sha256).hexdigest()
+    return signed(token, b"recsys-dashboard-v1")
 
 
-def _secure(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
 
 
 def _login_page(status: int, message: str) -> Response:
     response = make_response(render_template("abtest_login.html", message=message), status)
-    return _secure(response)
+    return secure(response)
 
 
-MAX_LOGIN_BYTES = 4096
 
 
 @bp.post("/dashboard/login")
@@ -67,12 +54,7 @@ def login() -> Response:
         return _login_page(413, "That request is too large.")
     if not token_matches(request.form.get("token"), expected):
         return _login_page(401, "That token is not the admin token.")
-    response = redirect("/dashboard", code=303)
-    response.set_cookie(
-        COOKIE, cookie_value(expected), max_age=COOKIE_MAX_AGE, httponly=True,
-        samesite="Strict", secure=request.is_secure, path="/dashboard",
-    )
-    return _secure(response)
+    return set_login_cookie(redirect("/dashboard", code=303), COOKIE, cookie_value(expected), "/dashboard")
 
 
 @bp.get("/dashboard")
@@ -111,7 +93,7 @@ def dashboard() -> Response:
         fmt_p_phrase=fmt_p_phrase,
         iso=iso,
     )
-    return _secure(make_response(page, 200))
+    return secure(make_response(page, 200))
 
 
 # ---------------------------------------------------------------- formatting
