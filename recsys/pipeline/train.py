@@ -16,7 +16,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
@@ -357,6 +357,26 @@ def train(
     ``data`` replaces the configured source (tests, the demo); ``events_client`` is the
     Redis client for ``[data.events] from_redis`` (connected from the config when None).
     """
+    return write_run(
+        config,
+        out,
+        lambda folder, run_id, timer: _train_into(folder, run_id, config, data, events_client, timer, show_progress),
+        events_client=events_client,
+    )
+
+
+def write_run(
+    config: PipelineConfig,
+    out: str | Path | None,
+    build: Callable[[Path, str, Timer], dict[str, Any]],
+    *,
+    events_client: redis.Redis | None = None,
+) -> Path:
+    """The run folder's life, the same for every backend: ``build(folder, run_id, timer)``
+    fills ``<out>/.tmp-<run id>/`` and returns its metadata; then metadata.json is written,
+    users forgotten meanwhile are scrubbed, the folder is renamed into place (so a folder
+    with metadata.json is always complete) and old runs are pruned. On any failure the
+    temporary folder goes."""
     timer = Timer()
     run_id = new_run_id()
     root = Path(out if out is not None else config.training.out)
@@ -367,12 +387,12 @@ def train(
     tmp.mkdir()
     (tmp / ".owner").write_text(f"{socket.gethostname()}:{os.getpid()}")
     try:
-        metadata = _train_into(tmp, run_id, config, data, events_client, timer, show_progress)
+        metadata = build(tmp, run_id, timer)
         with open(tmp / METADATA_FILE, "w", encoding="utf-8") as handle:
             json.dump(metadata, handle, indent=2, allow_nan=False, default=str)
         # Users forgotten while this run trained leave it before it completes.
         late = _tombstones(config, root, events_client)
-        if len(late) > metadata["forgotten"]["tombstones"]:
+        if len(late) > (metadata.get("forgotten") or {}).get("tombstones", 0):
             from recsys.privacy.runs import scrub_run
 
             outcome, _ = scrub_run(tmp, late)

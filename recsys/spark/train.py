@@ -10,11 +10,7 @@ the executors both see (one machine, or a shared file system).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import socket
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +25,10 @@ from recsys.models.als import ALSConfig
 from recsys.models.itemknn import ItemKNNConfig
 from recsys.models.popular import PopularConfig
 from recsys.models.rules import RulesConfig
-from recsys.runs.folder import CATALOG_FILE, METADATA_FILE, RUN_FORMAT_VERSION, new_run_id
+from recsys.runs.folder import CATALOG_FILE, RUN_FORMAT_VERSION
 from recsys.runs.folder import write_catalog as write_catalog_table
 from recsys.pipeline.config import SPARK_MODELS, PipelineConfig
-from recsys.pipeline.train import Timer, _jsonable, _tombstones, clean_stale_tmp, popular_lists, prune_runs, stored_config
+from recsys.pipeline.train import Timer, _jsonable, _tombstones, popular_lists, stored_config, write_run
 from recsys.spark import lists as spark_lists
 from recsys.spark import models as spark_models
 from recsys.spark.dataset import SparkDataset, build_dataset
@@ -70,36 +66,19 @@ def train_spark(config: PipelineConfig, out: str | Path | None = None, *, spark:
         raise ConfigError("evaluation.enabled: use `recsys evaluate --backend spark` for holdout metrics on Spark")
     if getattr(config.lists, "active_within_days", None) is not None:
         raise ConfigError("lists.active_within_days: not applied by the spark backend (every user gets a list)")
-    timer = Timer()
-    run_id = new_run_id()
-    root = Path(out if out is not None else config.training.out)
-    root.mkdir(parents=True, exist_ok=True)
-    for stale in clean_stale_tmp(root):
-        log.warning("removed unfinished run folder %s", stale)
-    tmp = root / f".tmp-{run_id}"
-    tmp.mkdir()
-    (tmp / ".owner").write_text(f"{socket.gethostname()}:{os.getpid()}")
-    try:
+
+    def build(folder: Path, run_id: str, timer: Timer) -> dict[str, Any]:
         if spark is not None:
-            metadata = _train_into(spark, tmp.resolve(), run_id, config, timer)
+            metadata = _train_into(spark, folder.resolve(), run_id, config, timer)
         else:
             with ExitStack() as stack:
                 with timer.step("spark.start"):
                     session = stack.enter_context(spark_session(config.spark))
-                metadata = _train_into(session, tmp.resolve(), run_id, config, timer)
+                metadata = _train_into(session, folder.resolve(), run_id, config, timer)
         metadata["timings"] = timer.seconds
-        with open(tmp / METADATA_FILE, "w", encoding="utf-8") as handle:
-            json.dump(metadata, handle, indent=2, allow_nan=False, default=str)
-        (tmp / ".owner").unlink()
-        final = root / run_id
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    for old in prune_runs(root, config.training.keep_runs, protect=final):
-        log.info("removed old run folder %s", old)
-    log.info("run %s complete in %.1fs: %s", run_id, sum(timer.seconds.values()), final)
-    return final
+        return metadata
+
+    return write_run(config, out, build)
 
 
 def load_dataset(
