@@ -179,6 +179,9 @@ class SelectionConfig(Section):
     holdout_fraction: float | None = Field(0.2, gt=0, lt=1, description="newest share of the rows held out")
     holdout_days: float | None = Field(None, gt=0, description="hold out the last N days instead (or as well)")
     metric: str = Field("ndcg@10", description="what is compared: a ranking metric name@k (ndcg, map, recall...)")
+    max_users: int | None = Field(
+        20_000, gt=0, description="score a seeded sample of this many holdout users; None = every holdout user"
+    )
     budget_seconds: float | None = Field(
         None, gt=0, description="also try a small parameter grid per model within this many seconds; None = defaults only"
     )

@@ -223,3 +223,20 @@ def test_auto_with_the_first_model_skipped_serves_another(tmp_path: Path, shop: 
     assert "ratings" in meta["skipped"]["svd"]
     assert meta["default_model"] in {"itemknn", "popular"}
     assert [row["model"] for row in meta["selection"]["candidates"]] == ["popular", "itemknn"]
+
+
+def test_a_large_holdout_is_scored_on_a_seeded_sample_of_its_users(
+    tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    full = run(tmp_path / "full", shop, models={"itemknn": {"k": 20}})["selection"]
+    assert "holdout_users" not in full["holdout"]
+    sampled = [
+        run(tmp_path / f"sampled-{i}", shop, models={"itemknn": {"k": 20}}, selection={"max_users": 40})["selection"]
+        for i in range(2)
+    ]
+    holdout = sampled[0]["holdout"]
+    assert holdout["evaluated_users"] == 40 and holdout["holdout_users"] == full["holdout"]["evaluated_users"] > 40
+    # Seeded: the same sample, so the same figures, run after run; and not the full figures.
+    values = [{row["model"]: row["value"] for row in s["candidates"]} for s in sampled]
+    assert values[0] == values[1]
+    assert values[0] != {row["model"]: row["value"] for row in full["candidates"]}
