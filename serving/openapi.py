@@ -119,7 +119,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["model", "version", "recommendation_id", "items"],
         "properties": {
-            "model": {"type": "string", "description": "model or list that served (popular on fallback)"},
+            "model": {"type": "string", "description": "model or list that served (popular or segment on fallback)"},
             "version": {"type": "string", "description": "published version read"},
             "recommendation_id": {"type": "string", "description": "quote it in events about this list"},
             "items": {"type": "array", "items": _ref("Entry")},
@@ -133,8 +133,17 @@ SCHEMAS: dict[str, Any] = {
                 "required": ["user_id", "fallback", "topped_up"],
                 "properties": {
                     "user_id": {"type": "string"},
-                    "fallback": {"type": ["string", "null"], "enum": ["popular", None], "description": "popular: unknown user"},
-                    "topped_up": {"type": "boolean", "description": "the list was filled up from the popular list"},
+                    "fallback": {
+                        "type": ["string", "null"],
+                        "enum": ["popular", "segment", None],
+                        "description": "popular: unknown user; segment: known user without a list of the model, "
+                        "served the popular list of their customer segment",
+                    },
+                    "topped_up": {"type": "boolean", "description": "the list was filled up from the segment or popular list"},
+                    "segment": {
+                        "type": "string",
+                        "description": "present when the user's segment list was used (fallback or top-up): the segment's name",
+                    },
                     "experiment": {"type": "string", "description": "present while an A/B experiment routes this user"},
                     "variant": {"type": "string", "description": f"the user's variant; {BROKEN!r} when the experiment is broken (default model served)"},
                 },
@@ -244,9 +253,11 @@ API_PATHS: dict[str, Any] = {
             "summary": "Top-N recommendations for a user",
             "description": (
                 "Model: `model` when given, else the user's A/B variant, else the version's default model. "
-                "Unknown users get the popular list (of `category`) with `fallback: popular`. Items in `exclude` "
+                "Unknown users get the popular list (of `category`) with `fallback: popular`. When the version "
+                "has customer segments (`[segments]`), a user of a segment without a list of the model gets "
+                "the segment's popular list with `fallback: segment` and `segment` (its name). Items in `exclude` "
                 "and items the user just interacted with (events) are left out; lists short of `n` after "
-                "filtering are filled up from the popular list."
+                "filtering are filled up from the segment's list, then the popular list."
             ),
             "operationId": "userRecommendations",
             "parameters": [
