@@ -379,6 +379,34 @@ API_PATHS: dict[str, Any] = {
     },
 }
 
+SCHEMAS["Audience"] = {
+    "type": "object",
+    "required": ["name", "target", "horizon_days", "cutoff", "auc", "created_at", "size", "offset", "limit", "users"],
+    "properties": {
+        "name": {"type": "string"},
+        "target": {"type": "string", "description": "category=NAME, item=ID or title=WORD"},
+        "horizon_days": {"type": "number"},
+        "k": {"type": "integer", "description": "audience size asked for"},
+        "cutoff": {"type": "string", "description": "when the customers were scored (end of the log, ISO time)"},
+        "cutoffs": {"type": "object", "description": "training and evaluation cut-offs"},
+        "auc": {"type": ["number", "null"], "description": "the model's AUC at the evaluation cut-off"},
+        "baseline_auc": {"type": ["number", "null"]},
+        "created_at": {"type": "number", "description": "publish time (unix s)"},
+        "size": {"type": "integer", "description": "customers in the audience"},
+        "offset": {"type": "integer"},
+        "limit": {"type": "integer"},
+        "users": {
+            "type": "array",
+            "description": "best score first, from rank `offset`",
+            "items": {
+                "type": "object",
+                "required": ["user_id", "score"],
+                "properties": {"user_id": {"type": "string"}, "score": {"type": "number"}},
+            },
+        },
+    },
+}
+
 _ADMIN_AUTH = [{"bearerAuth": []}]
 _ADMIN_ERRORS = {
     "401": _error("Missing or wrong admin token."),
@@ -489,6 +517,25 @@ AB_PATHS: dict[str, Any] = {
             "security": _ADMIN_AUTH,
             "parameters": [_NAME],
             "responses": {"200": _json({"type": "object"}, "Per-variant metrics, differences from control, SRM check."), **_ADMIN_ERRORS},
+        }
+    },
+    "/v1/admin/audiences/{name}": {
+        "get": {
+            "summary": "A published propensity audience (recsys propensity --publish NAME)",
+            "operationId": "getAudience",
+            "security": _ADMIN_AUTH,
+            "parameters": [
+                _param("name", "path", "Audience name.", ENTITY_NAME),
+                _param("limit", "query", "Customers returned (default 100).", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                _param("offset", "query", "Rank of the first customer returned (default 0).", {"type": "integer", "minimum": 0}),
+            ],
+            "responses": {
+                "200": _json(_ref("Audience"), "The audience's meta and one page of its customers."),
+                "400": _error("Invalid limit or offset, or an unknown parameter."),
+                "401": _error("Missing or wrong admin token."),
+                "404": _error("Admin API disabled (RECSYS_ADMIN_TOKEN unset) or no audience of that name."),
+                "503": UNAVAILABLE,
+            },
         }
     },
     "/dashboard": {
