@@ -240,6 +240,13 @@ class SegmentsSection(Section):
     min_customers: int = Field(20, ge=2, description="fewer customers with purchases: no segments (a warning)")
     popular_n: int = Field(50, ge=1, le=10000, description="length of each segment's popular list")
 
+    @field_validator("k")
+    @classmethod
+    def _k(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 2:
+            raise ValueError(f"k must be 2 or more, or 'auto' (got {value})")
+        return value
+
 
 class PipelineConfig(Section):
     """The whole file. ``models`` maps registry name -> parameters (validated per model)."""
@@ -270,6 +277,8 @@ class PipelineConfig(Section):
                 raise ValueError(f"{key}: {unknown} not configured (configured models: {', '.join(names)})")
         if self.training.backend == "spark":
             check_spark_models(self.models)
+            if self.segments.enabled:
+                raise ValueError("segments.enabled: only the local backend computes segments (training.backend = \"local\")")
         users = self.user_models()
         if self.publish.default_model not in (None, AUTO) and self.publish.default_model not in users:
             raise ValueError(

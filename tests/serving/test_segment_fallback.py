@@ -167,3 +167,14 @@ def test_forgetting_a_user_removes_them_from_the_segments(segmented: dict[str, A
     forget_users(segmented["client"], layout, ["gardener-5"], runs_root=run.parent, archive_root=None)
     assert not segmented["client"].hexists(layout.segment_of(segmented["version"]), "gardener-5")
     assert "gardener-5" not in _segment_of(run)
+
+
+def test_segments_config_is_off_by_default_and_strict() -> None:
+    from recsys.errors import ConfigError
+    from recsys.pipeline.config import parse_config
+
+    assert parse_config({}, source="t").segments.enabled is False
+    for bad in ({"segments": {"enabled": True, "kk": 3}}, {"segments": {"k": 1}},
+                {"segments": {"enabled": True}, "training": {"backend": "spark"}}):
+        with pytest.raises(ConfigError):
+            parse_config(bad, source="t")
