@@ -408,7 +408,7 @@ class Publisher:
                     log.warning("could not remove the keys of failed version %s; the next publish will", version)
                 raise
             deleted = apply_retention(client, layout, self.keep_versions)
-        n_lists = sum(v for k, v in counts.items() if k != "catalog")
+        n_lists = sum(v for k, v in counts.items() if k not in ("catalog", "segment_of"))
         result = PublishResult(
             version=version,
             run=run_id,
