@@ -17,6 +17,9 @@ GET      /v1/admin/experiments/{name}          200 the definition; 404 unknown
 DELETE   /v1/admin/experiments/{name}          204 deleted; 404 unknown
 POST     /v1/admin/experiments/{name}/stop     200 the stopped definition (routes nobody)
 GET      /v1/admin/experiments/{name}/report   200 the report (see ``recsys.abtest.report``)
+GET      /v1/admin/audiences/{name}            200 a published propensity audience (meta and
+                                               ``users`` best first; ``?limit=`` 1..1000,
+                                               default 100, ``?offset=``); 404 unknown
 =======  ====================================  ==============================================
 """
 
@@ -32,12 +35,17 @@ from flask import Blueprint, Response, request
 
 from recsys.abtest.experiments import ExperimentStore, check_published, live_published, parse_experiment
 from recsys.abtest.report import build_report
+from recsys.marketing.audiences import NAME as AUDIENCE_NAME
+from recsys.marketing.audiences import read_audience
 from recsys.errors import ConfigError, RecsysError
 from recsys.store.keys import KeyLayout
 from serving import services
 from serving.errors import NOT_FOUND_MESSAGE, error_response, json_response
 
 MAX_DEFINITION_BYTES = 64 * 1024
+AUDIENCE_DEFAULT_LIMIT = 100
+AUDIENCE_MAX_LIMIT = 1000
+AUDIENCE_MAX_OFFSET = 10_000_000
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
 
@@ -193,3 +201,31 @@ def experiment_report(name: str) -> Response:
     if experiment is None:
         return api_error(404, f"no experiment named {name!r}")
     return json_response(build_report(store.client, store.layout, experiment))
+
+
+def _int_param(name: str, default: int, low: int, high: int) -> int | Response:
+    values = request.args.getlist(name)
+    if not values:
+        return default
+    raw = values[0]
+    if len(values) > 1 or not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
+        return api_error(400, f"{name} must be one integer between {low} and {high}", field=name)
+    return int(raw)
+
+
+@bp.get("/audiences/<name>")
+def get_audience(name: str) -> Response:
+    """A published audience (``recsys propensity --publish NAME``), paged by limit/offset."""
+    unknown = [key for key in request.args if key not in ("limit", "offset")]
+    if unknown:
+        return api_error(400, f"unknown parameter {unknown[0][:60]!r}; allowed: limit, offset", field=unknown[0][:60])
+    limit = _int_param("limit", AUDIENCE_DEFAULT_LIMIT, 1, AUDIENCE_MAX_LIMIT)
+    if isinstance(limit, Response):
+        return limit
+    offset = _int_param("offset", 0, 0, AUDIENCE_MAX_OFFSET)
+    if isinstance(offset, Response):
+        return offset
+    document = read_audience(redis_client(), key_layout(), name, offset, limit) if AUDIENCE_NAME.fullmatch(name) else None
+    if document is None:
+        return api_error(404, f"no audience named {name[:60]!r}")
+    return json_response(document)

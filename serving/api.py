@@ -200,10 +200,14 @@ def user_recommendations(user_id: str) -> Response:
     document: dict[str, Any] = {"user_id": user_id}
     if result.fallback == "popular":
         FALLBACKS.labels(endpoint_label(), "unknown_user").inc()
+    elif result.fallback == "segment":
+        FALLBACKS.labels(endpoint_label(), "segment").inc()
     elif result.fallback == "top_up":
         FALLBACKS.labels(endpoint_label(), "top_up").inc()
-    document["fallback"] = "popular" if result.fallback == "popular" else None
+    document["fallback"] = result.fallback if result.fallback in ("popular", "segment") else None
     document["topped_up"] = result.fallback == "top_up"
+    if result.segment is not None:
+        document["segment"] = result.segment_name
     if routing is not None:
         broken = routing.broken or bool(missing)
         document["experiment"] = routing.experiment

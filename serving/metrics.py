@@ -49,7 +49,7 @@ ERRORS = Counter(
 )
 FALLBACKS = Counter(
     "recsys_api_fallbacks_total",
-    "Lists served (partly) from a fallback: unknown_user, top_up, empty_basket.",
+    "Lists served (partly) from a fallback: unknown_user, segment, top_up, empty_basket.",
     ["endpoint", "reason"],
     registry=REGISTRY,
 )

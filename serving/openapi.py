@@ -119,7 +119,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["model", "version", "recommendation_id", "items"],
         "properties": {
-            "model": {"type": "string", "description": "model or list that served (popular on fallback)"},
+            "model": {"type": "string", "description": "model or list that served (popular or segment on fallback)"},
             "version": {"type": "string", "description": "published version read"},
             "recommendation_id": {"type": "string", "description": "quote it in events about this list"},
             "items": {"type": "array", "items": _ref("Entry")},
@@ -133,8 +133,17 @@ SCHEMAS: dict[str, Any] = {
                 "required": ["user_id", "fallback", "topped_up"],
                 "properties": {
                     "user_id": {"type": "string"},
-                    "fallback": {"type": ["string", "null"], "enum": ["popular", None], "description": "popular: unknown user"},
-                    "topped_up": {"type": "boolean", "description": "the list was filled up from the popular list"},
+                    "fallback": {
+                        "type": ["string", "null"],
+                        "enum": ["popular", "segment", None],
+                        "description": "popular: unknown user; segment: known user without a list of the model, "
+                        "served the popular list of their customer segment",
+                    },
+                    "topped_up": {"type": "boolean", "description": "the list was filled up from the segment or popular list"},
+                    "segment": {
+                        "type": "string",
+                        "description": "present when the user's segment list was used (fallback or top-up): the segment's name",
+                    },
                     "experiment": {"type": "string", "description": "present while an A/B experiment routes this user"},
                     "variant": {"type": "string", "description": f"the user's variant; {BROKEN!r} when the experiment is broken (default model served)"},
                 },
@@ -244,9 +253,11 @@ API_PATHS: dict[str, Any] = {
             "summary": "Top-N recommendations for a user",
             "description": (
                 "Model: `model` when given, else the user's A/B variant, else the version's default model. "
-                "Unknown users get the popular list (of `category`) with `fallback: popular`. Items in `exclude` "
+                "Unknown users get the popular list (of `category`) with `fallback: popular`. When the version "
+                "has customer segments (`[segments]`), a user of a segment without a list of the model gets "
+                "the segment's popular list with `fallback: segment` and `segment` (its name). Items in `exclude` "
                 "and items the user just interacted with (events) are left out; lists short of `n` after "
-                "filtering are filled up from the popular list."
+                "filtering are filled up from the segment's list, then the popular list."
             ),
             "operationId": "userRecommendations",
             "parameters": [
@@ -368,6 +379,34 @@ API_PATHS: dict[str, Any] = {
     },
 }
 
+SCHEMAS["Audience"] = {
+    "type": "object",
+    "required": ["name", "target", "horizon_days", "cutoff", "auc", "created_at", "size", "offset", "limit", "users"],
+    "properties": {
+        "name": {"type": "string"},
+        "target": {"type": "string", "description": "category=NAME, item=ID or title=WORD"},
+        "horizon_days": {"type": "number"},
+        "k": {"type": "integer", "description": "audience size asked for"},
+        "cutoff": {"type": "string", "description": "when the customers were scored (end of the log, ISO time)"},
+        "cutoffs": {"type": "object", "description": "training and evaluation cut-offs"},
+        "auc": {"type": ["number", "null"], "description": "the model's AUC at the evaluation cut-off"},
+        "baseline_auc": {"type": ["number", "null"]},
+        "created_at": {"type": "number", "description": "publish time (unix s)"},
+        "size": {"type": "integer", "description": "customers in the audience"},
+        "offset": {"type": "integer"},
+        "limit": {"type": "integer"},
+        "users": {
+            "type": "array",
+            "description": "best score first, from rank `offset`",
+            "items": {
+                "type": "object",
+                "required": ["user_id", "score"],
+                "properties": {"user_id": {"type": "string"}, "score": {"type": "number"}},
+            },
+        },
+    },
+}
+
 _ADMIN_AUTH = [{"bearerAuth": []}]
 _ADMIN_ERRORS = {
     "401": _error("Missing or wrong admin token."),
@@ -478,6 +517,25 @@ AB_PATHS: dict[str, Any] = {
             "security": _ADMIN_AUTH,
             "parameters": [_NAME],
             "responses": {"200": _json({"type": "object"}, "Per-variant metrics, differences from control, SRM check."), **_ADMIN_ERRORS},
+        }
+    },
+    "/v1/admin/audiences/{name}": {
+        "get": {
+            "summary": "A published propensity audience (recsys propensity --publish NAME)",
+            "operationId": "getAudience",
+            "security": _ADMIN_AUTH,
+            "parameters": [
+                _param("name", "path", "Audience name.", ENTITY_NAME),
+                _param("limit", "query", "Customers returned (default 100).", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                _param("offset", "query", "Rank of the first customer returned (default 0).", {"type": "integer", "minimum": 0}),
+            ],
+            "responses": {
+                "200": _json(_ref("Audience"), "The audience's meta and one page of its customers."),
+                "400": _error("Invalid limit or offset, or an unknown parameter."),
+                "401": _error("Missing or wrong admin token."),
+                "404": _error("Admin API disabled (RECSYS_ADMIN_TOKEN unset) or no audience of that name."),
+                "503": UNAVAILABLE,
+            },
         }
     },
     "/dashboard": {

@@ -56,6 +56,8 @@ class Meta:
     category_list: tuple[str, ...]
     list_length: dict[str, int]
     created_at: float | None
+    #: Segment id -> name when the version has per-segment popular lists (else empty).
+    segments: dict[str, str] = field(default_factory=dict)
     #: Similar-items models in the order tried when no model is asked for: the default
     #: model first (when it has similar lists), content-based ones last (they cover items
     #: without interactions, collaborative ones are better where they exist).
@@ -89,6 +91,9 @@ class Meta:
             key=lambda m: (m != default, m == "content", similar_models.index(m)),
         )
         created = document.get("created_at")
+        segments = document.get("segments") or {}
+        if not isinstance(segments, dict):
+            raise StoreError(f"metadata of version {version}: segments must be an object (id -> name)")
         return cls(
             version=version,
             user_models=user_models,
@@ -101,6 +106,7 @@ class Meta:
             list_length={str(k): int(v) for k, v in lengths.items() if isinstance(v, int | float)},
             created_at=float(created) if isinstance(created, int | float) else None,
             similar_order=tuple(order),
+            segments={str(k): str(v) for k, v in segments.items()},
         )
 
 
@@ -115,6 +121,14 @@ class ListResult:
     known: str
     #: The entries as a JSON array (bytes), ready to be placed into the answer.
     items_json: bytes
+    #: The segment id whose popular list filled the answer (user lists), else None.
+    segment: str | None = None
+
+    @property
+    def segment_name(self) -> str | None:
+        if self.segment is None:
+            return None
+        return self.meta.segments.get(self.segment, self.segment)
 
     @property
     def items(self) -> list[dict[str, Any]]:
@@ -229,6 +243,7 @@ class Reader:
             fallback=fallback or None,
             known=reply[4].decode(),
             items_json=reply[5],
+            segment=(reply[6].decode() or None) if len(reply) > 6 else None,
         )
 
     # ------------------------------------------------------------------ per endpoint
@@ -244,15 +259,16 @@ class Reader:
         fallback: bool = True,
     ) -> ListResult:
         """Top-``n`` for a user from the model ``model(meta)`` names; unknown users get the
-        popular list (of ``category``) when ``fallback``; lists are filled up from it."""
-        tail = [
-            "1" if category is not None else "0",
-            category or "",
-            "1" if exclude_recent else "0",
-            "1" if fallback else "0",
-            *exclude,
-        ]
-        return self.read("user", n, lambda meta: [model(meta), user_id, *tail])
+        popular list (of ``category``) when ``fallback``; lists are filled up from it. In a
+        version with segments, a user of a segment gets (and is filled up from) that
+        segment's popular list first."""
+        head = ["1" if category is not None else "0", category or "", "1" if exclude_recent else "0"]
+
+        def arguments(meta: Meta) -> list[str]:
+            mode = ("segment" if meta.segments else "1") if fallback else "0"
+            return [model(meta), user_id, *head, mode, *exclude]
+
+        return self.read("user", n, arguments)
 
     def similar(self, item_id: str, n: int, models: Callable[[Meta], Sequence[str]]) -> ListResult:
         """Items similar to ``item_id`` from the first of ``models(meta)`` that has a list."""

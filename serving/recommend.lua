@@ -7,7 +7,8 @@
 --
 -- ARGV: mode, prefix, expected version, n, then per mode:
 --   user     model, user id, has category ("1"/"0"), category, exclude recent ("1"/"0"),
---            popular fallback ("1"/"0"), excluded item ids...
+--            fallback ("0" none, "1" popular, "segment": the user's segment popular list
+--            first, then popular), excluded item ids...
 --   similar  item id, models to try in order...
 --   together item id
 --   basket   item ids...
@@ -15,12 +16,14 @@
 -- Reply:
 --   {"nolive"}                     no live version
 --   {"stale", live}                the caller's metadata is for another version: reload, retry
---   {"ok", live, source, fallback, known, items}
---     source    model or list that served ("popular" on fallback)
---     fallback  "" | "popular" (unknown user, empty basket) | "top_up" (list filled from popular)
+--   {"ok", live, source, fallback, known, items[, segment]}
+--     source    model or list that served ("popular" or "segment" on fallback)
+--     fallback  "" | "popular" (unknown user, empty basket) | "segment" (known user without a
+--               list: their segment's list) | "top_up" (list filled from segment/popular)
 --     known     one "1"/"0" per requested item (similar, together, basket), else "1"
 --     items     the chosen entries as a JSON array: {"item_id", "score", ["confidence",
 --               "lift",] then the item's published catalogue fields}, ready to send
+--     segment   user mode only: the segment id whose list was used, else ""
 --
 -- Catalogue entries are JSON objects written by the publisher; they are spliced into the
 -- answer, not decoded (decoded only to compare categories), to keep this script cheap:
@@ -175,7 +178,8 @@ if mode == 'user' then
   if ARGV[7] == '1' then
     category = ARGV[8]
   end
-  local exclude_recent, fallback = ARGV[9] == '1', ARGV[10] == '1'
+  local exclude_recent, fallback = ARGV[9] == '1', ARGV[10] ~= '0'
+  local by_segment = ARGV[10] == 'segment'
   local skip = {}
   for k = 11, #ARGV do
     skip[ARGV[k]] = true
@@ -190,16 +194,30 @@ if mode == 'user' then
   out[3] = model
   if doc then
     take(doc, skip, category)
-  elseif fallback then
-    out[3], out[4] = 'popular', 'popular'
+  end
+  -- The user's segment (keys.py: v:{v}:segment-of), only looked up when it is needed.
+  local segment = false
+  if by_segment and count < n then
+    segment = redis.call('HGET', root .. 'segment-of', user)
+  end
+  if not doc and fallback then
+    if segment then
+      out[3], out[4] = 'segment', 'segment'
+    else
+      out[3], out[4] = 'popular', 'popular'
+    end
   end
   if count < n and fallback then
     local before = count
+    if segment then
+      take(decode_list(root .. 'segment-popular', segment), skip, category)
+    end
     take(decode_list(root .. 'popular', category or ''), skip, category)
     if doc and count > before then
       out[4] = 'top_up'
     end
   end
+  out[7] = segment or ''
 
 elseif mode == 'similar' then
   local item = ARGV[5]

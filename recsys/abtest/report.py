@@ -19,6 +19,11 @@ Definitions (the same in the CLI, the admin API and the dashboard):
   an ``SRM`` warning first in ``warnings`` and sets ``srm.mismatch``.
 
 The window is [start, min(end, stopped_at)) on the events' own timestamps.
+
+**By segment** (``recsys ab report --by-segment``): the same report computed again on the
+events of each customer segment's users alone, with the live version's user -> segment
+mapping (``[segments]`` runs, recsys/store/keys.py); users outside every segment form the
+group ``none``. Only for user-randomised experiments.
 """
 
 from __future__ import annotations
@@ -294,6 +299,69 @@ def compute_report(
     }
 
 
+NO_SEGMENT = "none"
+
+
+def segment_reports(
+    experiment: Experiment,
+    events: pd.DataFrame,
+    segment_of: dict[str, str],
+    names: dict[str, str],
+    *,
+    now: float | None = None,
+    confidence: float = CONFIDENCE,
+) -> list[dict[str, Any]]:
+    """One report per segment (ids in numeric order, then ``none``) on its users' events.
+
+    ``segment_of`` maps user id -> segment id; ``names`` segment id -> name. Each entry is
+    ``{"segment", "name", "users", "report"}``; groups without events are left out.
+    """
+    if experiment.unit != "user":
+        raise ValueError("a report by segment needs a user-randomised experiment (segments are of users)")
+    users = events[schema.USER_ID].astype(str)
+    groups = users.map(lambda u: segment_of.get(u, NO_SEGMENT)).to_numpy()
+    present = set(groups.tolist())
+    order = sorted((g for g in present if g != NO_SEGMENT), key=lambda g: (not g.isdigit(), int(g) if g.isdigit() else 0, g))
+    if NO_SEGMENT in present:
+        order.append(NO_SEGMENT)
+    out = []
+    for group in order:
+        subset = events.loc[groups == group]
+        report = compute_report(experiment, subset, now=now, confidence=confidence)
+        out.append(
+            {
+                "segment": group,
+                "name": names.get(group, "users outside every segment" if group == NO_SEGMENT else group),
+                "users": int(subset[schema.USER_ID].astype(str).nunique()),
+                "report": report,
+            }
+        )
+    return out
+
+
+def live_segments(client: redis.Redis, layout: KeyLayout, users: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(user id -> segment id for ``users``, segment id -> name) of the live version; empty
+    when nothing is live or the live version has no segments."""
+    import orjson
+
+    live = client.get(layout.live)
+    if live is None:
+        return {}, {}
+    version = live.decode()
+    raw = client.get(layout.meta(version))
+    names = {str(k): str(v) for k, v in ((orjson.loads(raw).get("segments") or {}) if raw else {}).items()}
+    if not names:
+        return {}, {}
+    mapping: dict[str, str] = {}
+    key = layout.segment_of(version)
+    for start in range(0, len(users), 1000):
+        chunk = users[start : start + 1000]
+        for user, segment in zip(chunk, client.hmget(key, chunk)):
+            if segment is not None:
+                mapping[user] = segment.decode()
+    return mapping, names
+
+
 def build_report(
     client: redis.Redis,
     layout: KeyLayout,
@@ -302,6 +370,7 @@ def build_report(
     now: float | None = None,
     confidence: float = CONFIDENCE,
     progress: bool = False,
+    by_segment: bool = False,
 ) -> dict[str, Any]:
     """Read the experiment's window from the events stream and compute its report.
 
@@ -319,6 +388,12 @@ def build_report(
             f"the events stream no longer holds the start of the window (oldest entry {iso(oldest)}; "
             "older events were trimmed at EVENTS_MAXLEN): the report covers only what is left"
         )
+    if by_segment:
+        users = sorted(set(events[schema.USER_ID].astype(str)) - {""}) if len(events) else []
+        segment_of, names = live_segments(client, layout, users)
+        if not names:
+            report["warnings"].append("the live version has no customer segments ([segments] enabled = true): no breakdown")
+        report["by_segment"] = segment_reports(experiment, events, segment_of, names, now=now, confidence=confidence)
     return report
 
 
@@ -445,6 +520,12 @@ def format_report(report: dict[str, Any]) -> str:
     if srm["p_value"] is not None:
         lines.append("")
         lines.append(f"sample ratio check: chi2={srm['chi2']:.2f}, p={srm['p_value']:.3g}" + (" MISMATCH" if srm["mismatch"] else " ok"))
+    for group in report.get("by_segment") or []:
+        lines.append("")
+        lines.append(f"== segment {group['segment']}: {group['name']} ({group['users']} users with events)")
+        lines.extend(format_report(group["report"]).split("\n")[3:])
+        for warning in group["report"]["warnings"]:
+            lines.append(f"   warning: {warning}")
     return "\n".join(lines)
 
 

@@ -245,8 +245,10 @@ def delete(obj: AbContext, name: str) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Also write a PNG chart here.")
+@click.option("--by-segment", is_flag=True,
+              help="Also break the results down by customer segment (the live version's [segments]).")
 @click.pass_obj
-def report(obj: AbContext, name: str, as_json: bool, plot: Path | None) -> None:
+def report(obj: AbContext, name: str, as_json: bool, plot: Path | None, by_segment: bool) -> None:
     """Metrics per variant with 95% intervals, differences from the control, SRM check."""
     from recsys.abtest.experiments import live_published
     from recsys.abtest.report import build_report, format_report, plot_report
@@ -257,7 +259,9 @@ def report(obj: AbContext, name: str, as_json: bool, plot: Path | None) -> None:
         experiment = store.get(name)
     except KeyError:
         raise RecsysError(f"no experiment named {name!r}") from None
-    document = build_report(store.client, obj.layout, experiment, progress=True)
+    if by_segment and experiment.unit != "user":
+        raise RecsysError(f"--by-segment: experiment {name!r} randomises sessions; segments are of users")
+    document = build_report(store.client, obj.layout, experiment, progress=True, by_segment=by_segment)
     for warning in document["warnings"]:
         click.echo(f"WARNING: {warning}", err=True)
     if plot is not None:

@@ -21,14 +21,19 @@ format_option = click.option("--format", "data_format", default=None, help="Data
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 
 
-def _load_data(config_path: Path | None, data_path: str | None, data_format: str | None) -> tuple[Any, Any]:
-    """Interactions and catalogue through the pipeline's loader (same mapping, same validation)."""
+def _load_config(config_path: Path | None) -> Any:
     from recsys.pipeline.config import load_config
-    from recsys.pipeline.train import load_input
 
     if config_path is None and Path("recsys.toml").is_file():
         config_path = Path("recsys.toml")
-    config = load_config(config_path).with_data(data_path, data_format)
+    return load_config(config_path)
+
+
+def _load_data(config_path: Path | None, data_path: str | None, data_format: str | None) -> tuple[Any, Any]:
+    """Interactions and catalogue through the pipeline's loader (same mapping, same validation)."""
+    from recsys.pipeline.train import load_input
+
+    config = _load_config(config_path).with_data(data_path, data_format)
     loaded = load_input(config)
     if loaded.interactions.empty:
         raise ConfigError(f"{config.data.path}: no valid interactions")
@@ -110,10 +115,22 @@ def segments(config_path: Path | None, data_path: str | None, data_format: str |
               help="earlier cut-offs stacked for training")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write the audience (CSV) here")
+@click.option("--publish", "publish_name", default=None, metavar="NAME",
+              help="publish the audience to Redis as NAME (GET /v1/admin/audiences/NAME)")
+@click.option("--redis", "redis_url", default=None, metavar="URL", help="Redis URL (overrides RECSYS_REDIS_URL and the file).")
+@click.option("--prefix", default=None, metavar="PREFIX", help="Key prefix (overrides RECSYS_KEY_PREFIX and the file).")
 @json_option
 def propensity(config_path: Path | None, data_path: str | None, data_format: str | None, target: str, horizon: str, k: int,
-               train_cutoffs: int, seed: int, out: Path | None, as_json: bool) -> None:
+               train_cutoffs: int, seed: int, out: Path | None, publish_name: str | None, redis_url: str | None,
+               prefix: str | None, as_json: bool) -> None:
     """Who is likely to buy TARGET in the next HORIZON: logistic regression against a baseline."""
+    from recsys.marketing.audiences import check_name
+
+    if publish_name is not None:
+        try:
+            check_name(publish_name)
+        except ConfigError as error:
+            raise ConfigError(f"--publish: {error}") from None
     from recsys.marketing.features import purchase_lines
     from recsys.marketing.propensity import PropensityConfig, fit_propensity, parse_target
     from recsys.pipeline.schedule import parse_interval
@@ -134,9 +151,13 @@ def propensity(config_path: Path | None, data_path: str | None, data_format: str
         out.parent.mkdir(parents=True, exist_ok=True)
         result.audience.to_csv(out, index=False)
     document = result.to_json()
+    if publish_name is not None:
+        document["published"] = _publish_audience(config_path, redis_url, prefix, publish_name, result, document)
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
+    if publish_name is not None:
+        click.echo(f"published audience {publish_name!r} ({len(result.audience)} customers)", err=True)
     click.echo(f"target {target}, horizon {days:g} days; evaluated at {document['cutoffs']['evaluation']} "
                f"(trained on {len(document['cutoffs']['train'])} earlier cut-offs, C = {result.chosen_c:g})")
     rows = []
@@ -148,3 +169,35 @@ def propensity(config_path: Path | None, data_path: str | None, data_format: str
     if out is not None:
         click.echo(f"wrote the top {len(result.audience)} customers to {out}")
     sys.stdout.flush()
+
+
+def _publish_audience(config_path: Path | None, redis_url: str | None, prefix: str | None, name: str, result: Any,
+                      document: dict[str, Any]) -> dict[str, Any]:
+    """Write the audience to Redis (recsys.marketing.audiences); its stored meta."""
+    from recsys.data import schema
+    from recsys.marketing.audiences import publish_audience
+    from recsys.store.connection import connect
+    from recsys.store.keys import KeyLayout
+
+    config = _load_config(config_path)
+    client = connect(config.redis_url(redis_url))
+    try:
+        meta = {
+            "target": document["target"],
+            "horizon_days": document["horizon_days"],
+            "k": document["k"],
+            "cutoff": document["cutoffs"]["end"],
+            "cutoffs": document["cutoffs"],
+            "auc": document["model"]["auc"],
+            "baseline_auc": document["baseline"]["auc"],
+        }
+        return publish_audience(
+            client,
+            KeyLayout(config.key_prefix(prefix)),
+            name,
+            [str(u) for u in result.audience[schema.USER_ID]],
+            [float(s) for s in result.audience["score"]],
+            meta,
+        )
+    finally:
+        client.close()

@@ -231,6 +231,26 @@ class MetricsConfig(Section):
     )
 
 
+class SegmentsSection(Section):
+    """``[segments]``: customer segments (recsys.marketing.segments) computed by each run, with
+    a popular list per segment that the API serves to a known user without a list of their own."""
+
+    enabled: bool = Field(False, description="compute segments and per-segment popular lists in every run")
+    k: int | Literal["auto"] = Field("auto", description="number of segments, or auto (best silhouette)")
+    k_max: int = Field(8, ge=2, le=50, description="largest k tried by auto")
+    categories: int = Field(5, ge=0, le=50, description="category-share features for the largest N categories")
+    seed: int = 0
+    min_customers: int = Field(20, ge=2, description="fewer customers with purchases: no segments (a warning)")
+    popular_n: int = Field(50, ge=1, le=10000, description="length of each segment's popular list")
+
+    @field_validator("k")
+    @classmethod
+    def _k(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 2:
+            raise ValueError(f"k must be 2 or more, or 'auto' (got {value})")
+        return value
+
+
 class PipelineConfig(Section):
     """The whole file. ``models`` maps registry name -> parameters (validated per model)."""
 
@@ -247,6 +267,7 @@ class PipelineConfig(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     events: EventArchiveConfig = Field(default_factory=EventArchiveConfig)
+    segments: SegmentsSection = Field(default_factory=SegmentsSection)
 
     @model_validator(mode="after")
     def _cross_check(self) -> PipelineConfig:
@@ -259,6 +280,8 @@ class PipelineConfig(Section):
                 raise ValueError(f"{key}: {unknown} not configured (configured models: {', '.join(names)})")
         if self.training.backend == "spark":
             check_spark_models(self.models)
+            if self.segments.enabled:
+                raise ValueError("segments.enabled: only the local backend computes segments (training.backend = \"local\")")
         users = self.user_models()
         if self.publish.default_model not in (None, AUTO) and self.publish.default_model not in users:
             raise ValueError(

@@ -559,6 +559,18 @@ def _train_into(
             entries.append(popular.write(folder, item_names))
             info.update(categories=len(popular.labels) - 1)
 
+    segments_meta: dict[str, Any] | None = None
+    if config.segments.enabled:
+        from recsys.pipeline.segments import write_segments
+
+        with timer.step("segments") as info:
+            segments_meta, segment_entry = write_segments(
+                folder, interactions, loaded.catalog, config.segments, dataset.items.ids
+            )
+            if segment_entry is not None:
+                entries.append(segment_entry)
+            info.update(k=(segments_meta or {}).get("k", 0))
+
     list_users = dataset.n_users if active is None else len(active)
     return {
         "format_version": RUN_FORMAT_VERSION,
@@ -594,6 +606,7 @@ def _train_into(
         "catalog": CATALOG_FILE,
         "evaluation": evaluation,
         "selection": selection.to_json(),
+        **({"segments": segments_meta} if segments_meta is not None else {}),
     }
 
 

@@ -97,6 +97,18 @@ def _scrub_stream(client: redis.Redis, layout: KeyLayout, ids: list[str]) -> Cou
 def _scrub_redis(client: redis.Redis, layout: KeyLayout, ids: list[str]) -> dict[str, Any]:
     """Step 2 and 3: per-user list fields, recent sets, per-user A/B keys, stream entries."""
     list_keys = sorted(_text(k) for k in client.scan_iter(match=layout.user_list_pattern(), count=1000))
+    # Each version's user -> segment hash, and the published audiences, name users too.
+    segment_keys = sorted(_text(k) for k in client.scan_iter(match=layout.segment_of_pattern(), count=1000))
+    audience_keys = sorted(
+        k for k in (_text(k) for k in client.scan_iter(match=layout.audience_pattern(), count=1000)) if not k.endswith(":meta")
+    )
+    if segment_keys or audience_keys:
+        with client.pipeline(transaction=False) as pipe:
+            for key in segment_keys:
+                pipe.hdel(key, *ids)
+            for key in audience_keys:
+                pipe.zrem(key, *ids)
+            pipe.execute()
     lists: Counter[str] = Counter()
     versions: set[str] = set()
     with client.pipeline(transaction=False) as pipe:

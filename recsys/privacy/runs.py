@@ -94,6 +94,13 @@ def _scrub_parquet_run(folder: Path, hashes: set[str], mode: RunsMode) -> tuple[
             if (tombs != "").any():
                 found[file] = (table, tombs != "")
                 users_removed.update(str(t) for t in tombs[tombs != ""])
+    segments_file = _segment_table(folder, metadata)
+    if segments_file is not None:
+        table = pq.read_table(segments_file)
+        tombs = tombstone_of(table.column("user_id").to_pandas(), hashes)
+        if (tombs != "").any():
+            found[segments_file] = (table, tombs != "")
+            users_removed.update(str(t) for t in tombs[tombs != ""])
     if not found:
         return None, removed
     removed.update(users_removed)
@@ -128,6 +135,15 @@ def _scrub_parquet_run(folder: Path, hashes: set[str], mode: RunsMode) -> tuple[
     text = json.dumps(metadata, indent=2, allow_nan=False, default=str).encode()
     _replace(folder / METADATA_FILE, lambda handle: handle.write(text))
     return "rewritten", removed
+
+
+def _segment_table(folder: Path, metadata: dict) -> Path | None:
+    """The run's segment table (user_id, segment), when it has one."""
+    info = metadata.get("segments")
+    if not isinstance(info, dict) or not info.get("table"):
+        return None
+    path = folder / str(info["table"])
+    return path if path.is_file() else None
 
 
 def scrub_runs(root: Path | None, hashes: set[str], mode: RunsMode = "rewrite") -> RunsScrub:

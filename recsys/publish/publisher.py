@@ -232,6 +232,14 @@ class _Catalog:
         }
 
 
+@dataclass(frozen=True)
+class _Segments:
+    """A run's segment table: segment id -> name, and the user -> segment rows in batches."""
+
+    names: dict[str, str]
+    batches: Callable[[int], Iterator[pa.RecordBatch]]
+
+
 #: Parquet list columns -> the field of the Redis blob (recsys/store/codec.py).
 _BLOB_FIELDS = {CONFIDENCE: "c", LIFT: "l"}
 
@@ -292,7 +300,11 @@ class Publisher:
             "run_summary": run_summary(metadata),
         }
         catalog = _Catalog(folder.catalog_rows(), folder.catalog_batches) if folder.catalog_path is not None else None
-        return self._guarded(lists, catalog, folder.run_id, metadata.get("default_model"), extra_meta)
+        segments = None
+        if folder.segments is not None and any(a.kind == "segment" for a in lists):
+            names = {str(k): str(v) for k, v in (folder.segments.get("names") or {}).items()}
+            segments = _Segments(names, folder.segment_batches)
+        return self._guarded(lists, catalog, folder.run_id, metadata.get("default_model"), extra_meta, segments)
 
     def publish(
         self,
@@ -324,9 +336,10 @@ class Publisher:
         run_id: str,
         default_model: str | None,
         extra_meta: dict[str, Any],
+        segments: _Segments | None = None,
     ) -> PublishResult:
         try:
-            return self._publish(lists, catalog, run_id, default_model, extra_meta)
+            return self._publish(lists, catalog, run_id, default_model, extra_meta, segments)
         except (redis.RedisError, OSError) as error:
             raise StoreError(f"Redis at {redact(self.url)} failed during publish: {error}") from None
 
@@ -337,6 +350,7 @@ class Publisher:
         run_id: str,
         default_model: str | None,
         extra_meta: dict[str, Any],
+        segments: _Segments | None = None,
     ) -> PublishResult:
         started = time.perf_counter()
         self._check_lists(lists)
@@ -371,6 +385,9 @@ class Publisher:
                         tally = appearances.tally(str(run_list.model)) if run_list.kind == "user" else None
                         counts[self._count_name(run_list)] = self._write_list(writer, key, run_list, labels, tally)
                     appearances.write(writer, layout.appearances(version))
+                    if segments is not None:
+                        counts["segment_of"] = self._write_segments(writer, layout.segment_of(version), segments)
+                        extra_meta = {**extra_meta, "segments": segments.names}
                     writer.flush()
                 write_seconds = time.perf_counter() - write_started
                 self._verify(version, lists, counts)
@@ -391,7 +408,7 @@ class Publisher:
                     log.warning("could not remove the keys of failed version %s; the next publish will", version)
                 raise
             deleted = apply_retention(client, layout, self.keep_versions)
-        n_lists = sum(v for k, v in counts.items() if k != "catalog")
+        n_lists = sum(v for k, v in counts.items() if k not in ("catalog", "segment_of"))
         result = PublishResult(
             version=version,
             run=run_id,
@@ -419,6 +436,8 @@ class Publisher:
             return self.layout.together(version)
         if run_list.kind == "popular":
             return self.layout.popular(version)
+        if run_list.kind == "segment":
+            return self.layout.segment_popular(version)
         raise StoreError(f"unknown list kind {run_list.kind!r}")
 
     @staticmethod
@@ -433,6 +452,17 @@ class Publisher:
         for run_list in lists:
             if run_list.kind in ("user", "similar") and not run_list.model:
                 raise StoreError(f"{run_list.source}: {run_list.kind} lists need a model name")
+
+    def _write_segments(self, writer: _HashWriter, key: str, segments: _Segments) -> int:
+        """HSET user id -> segment id, batch by batch; the number of users written."""
+        written = 0
+        for batch in segments.batches(self.batch_fields):
+            users = batch.column(schema.USER_ID)
+            if users.null_count:
+                raise DataError(f"segment table: a row has no {schema.USER_ID}")
+            writer.hset(key, users.to_pylist(), [str(s).encode() for s in batch.column("segment").to_pylist()])
+            written += batch.num_rows
+        return written
 
     def _write_catalog(self, writer: _HashWriter, key: str, catalog: _Catalog) -> int:
         written = 0
@@ -488,6 +518,8 @@ class Publisher:
         """Every hash holds exactly the fields written (catches a concurrent delete, and a
         key written twice in one list)."""
         keys = {"catalog": self.layout.catalog(version)} if "catalog" in counts else {}
+        if "segment_of" in counts:
+            keys["segment_of"] = self.layout.segment_of(version)
         keys.update({self._count_name(a): self._key(version, a) for a in lists})
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys.values():
@@ -522,6 +554,7 @@ class Publisher:
             "has_together": any(a.kind == "together" for a in lists),
             "has_popular": any(a.kind == "popular" for a in lists),
             "categories": sorted(c for c in categories if c != OVERALL),
-            "list_length": {kind: lengths.get(kind, 0) for kind in ("user", "similar", "together", "popular")},
+            "list_length": {kind: lengths.get(kind, 0) for kind in ("user", "similar", "together", "popular")}
+            | ({"segment": lengths["segment"]} if "segment" in lengths else {}),
             "counts": counts,
         }

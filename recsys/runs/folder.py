@@ -7,6 +7,9 @@ Layout of ``runs/<run id>/`` (format version 2, docs/run-format.md)::
     catalog.parquet      item_id, title, category (strings), price (float64, null =
                          unknown), in_stock (bool): one row per item the run knows
     lists/<name>/        one list as Parquet files (recsys.runs.lists)
+    segments.parquet     optional (``[segments]``): user_id, segment (int32), segment_name;
+                         named by metadata "segments" "table", with ``lists/segment/``
+                         holding one popular list per segment (key = segment id)
     models/              local backend only: fitted models (``<name>/``, .npz + JSON) and
                          the id maps ``users.npz`` / ``items.npz`` their indices refer to
 
@@ -35,6 +38,8 @@ from recsys.runs.lists import LIST_KINDS, READ_BATCH_ROWS, RunList, read_parquet
 
 METADATA_FILE = "metadata.json"
 CATALOG_FILE = "catalog.parquet"
+#: The segment table (user_id, segment, segment_name) when the run computed segments.
+SEGMENTS_FILE = "segments.parquet"
 MODELS_FOLDER = "models"
 USERS_FILE = "users.npz"
 ITEMS_FILE = "items.npz"
@@ -142,6 +147,25 @@ class RunFolder:
             if entry.get("kind") == kind and entry.get("model") == model:
                 return self.list(entry)
         raise DataError(f"{self.path}: no {kind} list{f' of model {model}' if model else ''} in this run")
+
+    # ------------------------------------------------------------------ segments
+    @property
+    def segments(self) -> dict[str, Any] | None:
+        """metadata "segments" when this run wrote a segment table, else None."""
+        value = self.metadata.get("segments")
+        return value if isinstance(value, dict) and value.get("table") else None
+
+    def segment_batches(self, batch_size: int = READ_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        """The segment table (user_id, segment as text) in record batches."""
+        info = self.segments
+        if info is None:
+            return
+        path = self.path / str(info["table"])
+        if not path.is_file():
+            raise DataError(f"{path}: segment table named in {METADATA_FILE} not found")
+        wanted = pa.schema([pa.field(schema.USER_ID, pa.string()), pa.field("segment", pa.int64())])
+        for batch in read_parquet_batches([path], wanted, (schema.USER_ID, "segment"), batch_size):
+            yield batch
 
     # ------------------------------------------------------------------ catalogue
     @property

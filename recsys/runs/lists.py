@@ -3,7 +3,8 @@
 One list (``lists/<name>/`` in a run folder) is one or more Parquet files with the columns
 
     key        string         raw user id (user lists), raw item id (similar, together),
-                              category label (popular; "" = overall)
+                              category label (popular; "" = overall), segment id
+                              (segment: the popular list of one customer segment)
     item_ids   list<string>   raw item ids, best first, no padding
     scores     list<float32>  same length as item_ids
     confidence list<float32>  optional (together), same length
@@ -30,8 +31,8 @@ import pyarrow.parquet as pq
 
 from recsys.errors import DataError
 
-ListKind = Literal["user", "similar", "together", "popular"]
-LIST_KINDS: tuple[ListKind, ...] = ("user", "similar", "together", "popular")
+ListKind = Literal["user", "similar", "together", "popular", "segment"]
+LIST_KINDS: tuple[ListKind, ...] = ("user", "similar", "together", "popular", "segment")
 
 KEY = "key"
 ITEM_IDS = "item_ids"

@@ -24,6 +24,13 @@ key                            type    content
 ``{p}v:{v}:popular``           hash    category -> list blob; field ``""`` is overall
 ``{p}v:{v}:catalog``           hash    item id -> JSON {title, category, price, in_stock}
 ``{p}v:{v}:appearances``       hash    item id -> JSON {model: number of user lists holding it}
+``{p}v:{v}:segment-of``        hash    user id -> segment id (``[segments]`` runs only)
+``{p}v:{v}:segment-popular``   hash    segment id -> list blob (popular in that segment)
+``{p}audience:{name}``         zset    user id -> propensity score (``recsys propensity
+                                       --publish NAME``), replaced whole by RENAME
+``{p}audience:{name}:meta``    string  JSON {name, target, horizon_days, cutoffs, auc, k,
+                                       size, created_at}
+``{p}audience-tmp:{name}:{t}`` zset    an audience being written (renamed into place)
 ``{p}ab:experiments``          hash    experiment name -> JSON definition
 ``{p}events``                  stream  logged events (bounded, see ``EVENTS_MAXLEN``)
 ``{p}recent:{user}``           zset    item ids the user just interacted with -> unix time
@@ -57,7 +64,12 @@ Version metadata (``{p}v:{v}:meta``) is a JSON object with at least::
      "counts": {...}}
 
 and, from a run folder, ``"default_reason"`` (why the default model is served) and
-``"selection"`` (the candidates' holdout scores, recsys.pipeline.selection).
+``"selection"`` (the candidates' holdout scores, recsys.pipeline.selection). A version with
+segments has ``"segments": {segment id: name}`` and ``list_length.segment``.
+
+recommend.lua builds the per-version names above from the prefix itself (the version is
+only known once ``live`` is read): ``popular``, ``segment-of``, ``segment-popular`` ... must
+be changed in both places.
 """
 
 from __future__ import annotations
@@ -159,6 +171,26 @@ class KeyLayout:
     def archive_lock(self) -> str:
         return f"{self.prefix}events:archive-lock"
 
+    def audience(self, name: str) -> str:
+        return f"{self.prefix}audience:{name}"
+
+    def audience_meta(self, name: str) -> str:
+        return f"{self.prefix}audience:{name}:meta"
+
+    def audience_tmp(self, name: str, token: str) -> str:
+        return f"{self.prefix}audience-tmp:{name}:{token}"
+
+    def _escaped_prefix(self) -> str:
+        return "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
+
+    def audience_pattern(self) -> str:
+        """SCAN pattern of every published audience zset (and its meta key)."""
+        return f"{self._escaped_prefix()}audience:*"
+
+    def segment_of_pattern(self) -> str:
+        """SCAN pattern of every version's user -> segment hash."""
+        return f"{self._escaped_prefix()}v:*:segment-of"
+
     def user_list_pattern(self) -> str:
         """SCAN pattern of every per-user list hash of every version (glob-escaped prefix)."""
         escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
@@ -192,3 +224,9 @@ class KeyLayout:
 
     def catalog(self, version: str) -> str:
         return f"{self.version_root(version)}catalog"
+
+    def segment_of(self, version: str) -> str:
+        return f"{self.version_root(version)}segment-of"
+
+    def segment_popular(self, version: str) -> str:
+        return f"{self.version_root(version)}segment-popular"
