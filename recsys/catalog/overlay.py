@@ -38,7 +38,8 @@ _UNKNOWN = object()  # no catalogue value known for a field (item not in the liv
 class ItemUpdate(BaseModel):
     """One item's changes; a field left out is left as it is (``price: null`` = unknown)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: 0 or "false" is not a boolean, "1.5" not a price (the OpenAPI schema says so too)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     item_id: str = Field(min_length=1, max_length=256)
     in_stock: bool | None = None
@@ -77,6 +78,9 @@ def parse_updates(document: Any, *, item_id: str | None = None) -> list[ItemUpda
             if "item_id" in entry and entry["item_id"] != item_id:
                 raise ConfigError(f"{where}: item_id {entry['item_id']!r} differs from the URL's {item_id!r}")
             entry = {**entry, "item_id": item_id}
+        for name in ("in_stock", "hidden"):
+            if name in entry and entry[name] is None:
+                raise ConfigError(f"{where}.{name}: must be true or false (leave the field out to keep it)")
         try:
             update = ItemUpdate(**entry)
         except ValidationError as error:
