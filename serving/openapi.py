@@ -77,9 +77,10 @@ NOT_FOUND = _error("Unknown item.")
 BAD_PATH = _error("Path not valid UTF-8 or with control characters or line breaks (`field` names the parameter).")
 UNPUBLISHED = "a well-formed name the live version does not publish (`available` lists the published ones)"
 # Optional event fields: null is the same as leaving the field out.
-_NULLABLE = {"type": ["string", "integer", "null"]}
+# Whole numbers as JSON parses them exactly (orjson: 64-bit), so that they stay integers.
+_NULLABLE = {"type": ["string", "integer", "null"], "minimum": -(2**63), "maximum": 2**64 - 1}
 # Event ids may be whole numbers too (recsys.data.ids.check_id): 42 is stored as "42".
-_EVENT_ID = {**ID_SCHEMA, "type": ["string", "integer"]}
+_EVENT_ID = {**ID_SCHEMA, **_NULLABLE, "type": ["string", "integer"]}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {

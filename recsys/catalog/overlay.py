@@ -27,6 +27,7 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from recsys.errors import ConfigError, StoreError
+from recsys.data.ids import FORBIDDEN
 from recsys.store.keys import KeyLayout
 
 FIELDS: tuple[str, ...] = ("in_stock", "price", "hidden")
@@ -45,6 +46,13 @@ class ItemUpdate(BaseModel):
     in_stock: bool | None = None
     price: float | None = Field(None, ge=0)
     hidden: bool | None = None
+
+    @field_validator("item_id")
+    @classmethod
+    def _no_control(cls, item_id: str) -> str:
+        if FORBIDDEN.search(item_id):
+            raise ValueError("must not hold control characters or line breaks")
+        return item_id
 
     @field_validator("price")
     @classmethod
