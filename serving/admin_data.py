@@ -21,6 +21,7 @@ otherwise the erasure is queued and the next pipeline run scrubs them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -82,6 +83,9 @@ def forget_user(user_id: str) -> Response:
     return json_response(receipt)
 
 
+_FIELD = re.compile(r"^(?:body|\[\d+\])\.(\w+):")  # "[3].price: ..." names the field
+
+
 def _patch(document_item: str | None) -> Response:
     state = services()
     try:
@@ -92,7 +96,8 @@ def _patch(document_item: str | None) -> Response:
             raise ConfigError("expected a JSON array of item updates (or PATCH /v1/admin/items/{item_id})")
         updates = parse_updates(document, item_id=document_item)
     except ConfigError as error:
-        return error_response(400, str(error))
+        named = _FIELD.match(str(error))
+        return error_response(400, str(error), **({"field": named.group(1)} if named else {}))
     return json_response(apply_updates(state.client, state.layout, updates))
 
 
@@ -109,6 +114,11 @@ def patch_items() -> Response:
 # ------------------------------------------------------------ OpenAPI (see serving.openapi)
 _AUTH = [{"bearerAuth": []}]
 _ERROR = {"$ref": "#/components/schemas/Error"}
+# What reaches the handlers: the path check (serving.errors.check_path) refuses control
+# characters and line breaks with 400; the handlers check the length.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
+_USER_ID = {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": _NO_CONTROL}
+_ITEM_ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": _NO_CONTROL}
 
 
 def _answer(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -121,9 +131,9 @@ _ADMIN_ERRORS = {
     "503": _answer(_ERROR, "Redis unreachable or too slow, or the publish lock held too long."),
 }
 _UPDATE_FIELDS = {
-    "in_stock": {"type": "boolean", "description": "false: never served"},
+    "in_stock": {"type": "boolean", "description": "false: never served (null is refused: leave the field out)"},
     "price": {"type": ["number", "null"], "minimum": 0, "description": "null = unknown"},
-    "hidden": {"type": "boolean", "description": "true: never served, until set to false"},
+    "hidden": {"type": "boolean", "description": "true: never served, until set to false (null is refused)"},
 }
 _UPDATE = {"type": "object", "minProperties": 1, "additionalProperties": False, "properties": _UPDATE_FIELDS}
 _BULK_UPDATE = {
@@ -133,8 +143,9 @@ _BULK_UPDATE = {
     "items": {
         "type": "object",
         "required": ["item_id"],
+        "minProperties": 2,
         "additionalProperties": False,
-        "properties": {"item_id": {"type": "string", "minLength": 1, "maxLength": 256}, **_UPDATE_FIELDS},
+        "properties": {"item_id": _ITEM_ID, **_UPDATE_FIELDS},
     },
 }
 _ITEM_RECEIPT = {
@@ -192,10 +203,10 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "Forget a user everywhere (right to erasure), with a receipt",
             "operationId": "forgetUser",
             "security": _AUTH,
-            "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}],
+            "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": _USER_ID}],
             "responses": {
                 "200": _answer(_FORGET_RECEIPT, "Removed (an unknown user gets counts of 0)."),
-                "400": _answer(_ERROR, "Invalid user id."),
+                "400": _answer(_ERROR, "Invalid user id (`field` names it)."),
                 **_ADMIN_ERRORS,
             },
         }
@@ -205,7 +216,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "Change an item's stock, price or visibility, served from the next request",
             "operationId": "updateItem",
             "security": _AUTH,
-            "parameters": [{"name": "item_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 256}}],
+            "parameters": [{"name": "item_id", "in": "path", "required": True, "schema": _ITEM_ID}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _UPDATE}}},
             "responses": {"200": _answer(_ITEM_RECEIPT, "Applied."), "400": _answer(_ERROR, "Invalid update (names the field)."), **_ADMIN_ERRORS},
         }

@@ -100,13 +100,14 @@ def _id_list(params: dict[str, str], key: str, limit: int, settings: Any) -> lis
 
 
 def _category(meta: Meta, category: str) -> str:
-    """``category`` when the version knows it; 400 naming the known ones otherwise."""
+    """``category`` when the version knows it; 404 naming the known ones otherwise (a
+    well-formed name of a list that is not published, like an unknown model)."""
     if category in meta.categories:
         return category
     if not meta.categories:
-        raise ApiError(400, "this version has no per-category lists", field="category")
+        raise ApiError(404, "this version has no per-category lists", field="category")
     raise ApiError(
-        400,
+        404,
         f"unknown category {_shown(category)}; available: {', '.join(meta.category_list[:100])}",
         field="category",
         available=list(meta.category_list),
@@ -174,7 +175,7 @@ def user_recommendations(user_id: str) -> Response:
         if explicit is not None:
             if explicit not in meta.user_models:
                 raise ApiError(
-                    400,
+                    404,
                     f"model {_shown(explicit)} is not published; available: {', '.join(meta.user_models)}",
                     field="model",
                     available=list(meta.user_models),
@@ -243,7 +244,7 @@ def similar_items(item_id: str) -> Response:
             return list(meta.similar_order)
         if explicit not in meta.similar_models:
             raise ApiError(
-                400,
+                404,
                 f"model {_shown(explicit)} has no similar-items lists; available: {', '.join(meta.similar_models)}",
                 field="model",
                 available=list(meta.similar_models),

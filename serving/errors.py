@@ -102,7 +102,13 @@ def _unexpected(error: Exception) -> Response:
 
 RETRY_AFTER_SECONDS = "1"
 #: Path prefixes whose next segment is an id, and the id's name in error messages.
-PATH_ID_FIELDS = (("/v1/users/", "user_id"), ("/v1/items/", "item_id"))
+PATH_ID_FIELDS = (
+    ("/v1/users/", "user_id"),
+    ("/v1/items/", "item_id"),
+    ("/v1/admin/experiments/", "name"),
+    ("/v1/admin/users/", "user_id"),
+    ("/v1/admin/items/", "item_id"),
+)
 
 
 def retry_after_on_503(response: Response) -> Response:

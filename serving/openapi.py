@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, current_app
 from recsys import __version__
 from recsys.data.schema import EVENT_TYPES
 from recsys.abtest.experiments import BROKEN, NAME_PATTERN, VARIANT_OPTIONS
+from recsys.abtest.events import MIN_TIMESTAMP
 from recsys.data.ids import MAX_ID_LENGTH
 from serving.errors import json_response
 
@@ -72,6 +73,14 @@ N_PARAM = _param("n", "query", "List length (default RECSYS_DEFAULT_N, at most R
 BAD_REQUEST = _error("Invalid parameter (the message and `field` name it).")
 UNAVAILABLE = _error("Redis unreachable or too slow, or no version published yet.")
 NOT_FOUND = _error("Unknown item.")
+#: Every path parameter is checked before routing (serving.errors.check_path).
+BAD_PATH = _error("Path not valid UTF-8 or with control characters or line breaks (`field` names the parameter).")
+UNPUBLISHED = "a well-formed name the live version does not publish (`available` lists the published ones)"
+# Optional event fields: null is the same as leaving the field out.
+# Whole numbers as JSON parses them exactly (orjson: 64-bit), so that they stay integers.
+_NULLABLE = {"type": ["string", "integer", "null"], "minimum": -(2**63), "maximum": 2**64 - 1}
+# Event ids may be whole numbers too (recsys.data.ids.check_id): 42 is stored as "42".
+_EVENT_ID = {**ID_SCHEMA, **_NULLABLE, "type": ["string", "integer"]}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -186,19 +195,30 @@ SCHEMAS: dict[str, Any] = {
         "required": ["type", "item_id"],
         "properties": {
             "type": {"type": "string", "enum": list(EVENT_TYPES), "description": "or a shop name mapped by RECSYS_EVENT_TYPES"},
-            "user_id": ID_SCHEMA,
-            "session_id": ID_SCHEMA,
-            "item_id": ID_SCHEMA,
-            "value": {"type": "number", "minimum": 0, "description": "revenue or quantity (>= 0), or a rating (0..10)"},
-            "timestamp": {"type": ["number", "string"], "description": "unix seconds or ISO-8601; default now"},
-            "recommendation_id": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": f"^{_ID_CORE}$"},
+            "user_id": {**ID_SCHEMA, **_NULLABLE},
+            "session_id": {**ID_SCHEMA, **_NULLABLE},
+            "item_id": _EVENT_ID,
+            "value": {"type": ["number", "null"], "minimum": 0, "description": "revenue or quantity (>= 0), or a rating (0..10)"},
+            "timestamp": {
+                "type": ["number", "string", "null"], "minimum": MIN_TIMESTAMP,
+                "description": "unix seconds (from 2000-01-01, at most 5 minutes ahead) or ISO-8601; default (and null) now",
+            },
+            "recommendation_id": {**_NULLABLE, "minLength": 1, "maxLength": 64, "pattern": f"^{_ID_CORE}$"},
             "event_id": {
-                "type": "string", "minLength": 1, "maxLength": 128, "pattern": f"^{_ID_CORE}$",
+                **_NULLABLE, "minLength": 1, "maxLength": 128, "pattern": f"^{_ID_CORE}$",
                 "description": "the client's id of this event: an event whose id was stored before is not stored again",
             },
         },
         "additionalProperties": False,
-        "description": "user_id or session_id is required",
+        # user_id or session_id, not null
+        "anyOf": [
+            {"required": ["user_id"], "properties": {"user_id": {"type": ["string", "integer"]}}},
+            {"required": ["session_id"], "properties": {"session_id": {"type": ["string", "integer"]}}},
+        ],
+        # a rating has a value of 0..10
+        "if": {"required": ["type"], "properties": {"type": {"const": "rating"}}},
+        "then": {"required": ["value"], "properties": {"value": {"type": "number", "maximum": 10}}},
+        "description": "user_id or session_id is required; an optional field that is null counts as left out",
     },
     "Variant": {
         "type": "object",
@@ -263,8 +283,8 @@ API_PATHS: dict[str, Any] = {
             "parameters": [
                 _param("user_id", "path", "User id.", ID_SCHEMA),
                 N_PARAM,
-                _param("model", "query", "A published user model (400 lists the available ones).", NAME_SCHEMA),
-                _param("category", "query", "Keep only items of this catalogue category.", NAME_SCHEMA),
+                _param("model", "query", "A published user model (404 lists the available ones).", NAME_SCHEMA),
+                _param("category", "query", "Keep only items of this catalogue category (404 lists the known ones).", NAME_SCHEMA),
                 _param("exclude", "query", "Comma-separated item ids to leave out (at most 100).", id_list_schema(100, False)),
                 _param("session_id", "query", "Session id, for experiments randomised by session.", OPTIONAL_ID_SCHEMA),
                 _param("placement", "query", "Where the list is shown (home, product...): the experiment running there routes the user.", ENTITY_NAME),
@@ -272,6 +292,7 @@ API_PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("UserRecommendations"), "The list."),
                 "400": BAD_REQUEST,
+                "404": _error(f"`model` or `category` is {UNPUBLISHED}."),
                 "503": UNAVAILABLE,
             },
         }
@@ -289,7 +310,7 @@ API_PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("ItemList"), "The list."),
                 "400": BAD_REQUEST,
-                "404": NOT_FOUND,
+                "404": _error(f"Unknown item, or `model` is {UNPUBLISHED} as similar-items lists."),
                 "503": UNAVAILABLE,
             },
         }
@@ -331,7 +352,12 @@ API_PATHS: dict[str, Any] = {
             "summary": "Most popular items, overall or of a category",
             "operationId": "popularItems",
             "parameters": [N_PARAM, _param("category", "query", "A catalogue category.", NAME_SCHEMA)],
-            "responses": {"200": _json(_ref("PopularList"), "The list."), "400": BAD_REQUEST, "503": UNAVAILABLE},
+            "responses": {
+                "200": _json(_ref("PopularList"), "The list."),
+                "400": BAD_REQUEST,
+                "404": _error(f"`category` is {UNPUBLISHED}."),
+                "503": UNAVAILABLE,
+            },
         }
     },
     "/healthz": {
@@ -436,8 +462,12 @@ AB_PATHS: dict[str, Any] = {
                         "schema": {
                             "oneOf": [
                                 _ref("Event"),
-                                {"type": "array", "items": _ref("Event")},
-                                {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": _ref("Event")}}},
+                                {"type": "array", "minItems": 1, "items": _ref("Event")},
+                                {
+                                    "type": "object",
+                                    "required": ["events"],
+                                    "properties": {"events": {"type": "array", "minItems": 1, "items": _ref("Event")}},
+                                },
                             ]
                         }
                     }
@@ -542,7 +572,7 @@ AB_PATHS: dict[str, Any] = {
         "get": {
             "summary": "HTML dashboard of the experiments (admin token as bearer header or login cookie)",
             "operationId": "dashboard",
-            "parameters": [_param("experiment", "query", "Experiment to show.", ENTITY_NAME)],
+            "parameters": [_param("experiment", "query", "Experiment to show (empty: all; an unknown name: none).", {"type": "string"})],
             "responses": {
                 "200": {"description": "HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}},
                 "400": {"description": "A token in the URL: refused (it would be logged); login page (HTML)."},
@@ -582,6 +612,13 @@ def app_routes(app: Flask) -> dict[str, set[str]]:
     return routes
 
 
+def _with_path_check(path: str, operation: dict[str, Any]) -> dict[str, Any]:
+    """The operation, with the 400 of :data:`BAD_PATH` when its path has a parameter."""
+    if "{" not in path or "400" in operation.get("responses", {}):
+        return operation
+    return {**operation, "responses": {**operation["responses"], "400": BAD_PATH}}
+
+
 def build_document(app: Flask) -> dict[str, Any]:
     """The OpenAPI document of ``app``: described routes that exist in its url map."""
     from serving import BLUEPRINTS
@@ -596,7 +633,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         item = described.get(path)
         if item is None:
             continue
-        operations = {method: op for method, op in item.items() if method in routes[path]}
+        operations = {method: _with_path_check(path, op) for method, op in item.items() if method in routes[path]}
         if operations:
             paths[path] = operations
     return {

@@ -27,6 +27,7 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from recsys.errors import ConfigError, StoreError
+from recsys.data.ids import FORBIDDEN
 from recsys.store.keys import KeyLayout
 
 FIELDS: tuple[str, ...] = ("in_stock", "price", "hidden")
@@ -38,12 +39,20 @@ _UNKNOWN = object()  # no catalogue value known for a field (item not in the liv
 class ItemUpdate(BaseModel):
     """One item's changes; a field left out is left as it is (``price: null`` = unknown)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: 0 or "false" is not a boolean, "1.5" not a price (the OpenAPI schema says so too)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     item_id: str = Field(min_length=1, max_length=256)
     in_stock: bool | None = None
     price: float | None = Field(None, ge=0)
     hidden: bool | None = None
+
+    @field_validator("item_id")
+    @classmethod
+    def _no_control(cls, item_id: str) -> str:
+        if FORBIDDEN.search(item_id):
+            raise ValueError("must not hold control characters or line breaks")
+        return item_id
 
     @field_validator("price")
     @classmethod
@@ -77,6 +86,9 @@ def parse_updates(document: Any, *, item_id: str | None = None) -> list[ItemUpda
             if "item_id" in entry and entry["item_id"] != item_id:
                 raise ConfigError(f"{where}: item_id {entry['item_id']!r} differs from the URL's {item_id!r}")
             entry = {**entry, "item_id": item_id}
+        for name in ("in_stock", "hidden"):
+            if name in entry and entry[name] is None:
+                raise ConfigError(f"{where}.{name}: must be true or false (leave the field out to keep it)")
         try:
             update = ItemUpdate(**entry)
         except ValidationError as error:

@@ -77,8 +77,8 @@ def test_explicit_model_and_top_up_from_popular(client: FlaskClient, published: 
     assert ids(body)[:3] == own
 
 
-def test_unknown_model_is_400_naming_the_available_ones(client: FlaskClient) -> None:
-    err = error(client, "/v1/users/u1/recommendations?model=svd", 400)
+def test_unknown_model_is_404_naming_the_available_ones(client: FlaskClient) -> None:
+    err = error(client, "/v1/users/u1/recommendations?model=svd", 404)
     assert err["field"] == "model" and err["available"] == ["als", "itemknn"]
     assert "als" in err["message"] and "itemknn" in err["message"]
 
@@ -104,8 +104,8 @@ def test_category_filter_keeps_the_category_and_tops_up(client: FlaskClient, pub
     assert ids(body) == ["i3", "i1", "i5"] and body["topped_up"] is False
 
 
-def test_unknown_category_is_400(client: FlaskClient) -> None:
-    err = error(client, "/v1/users/u1/recommendations?category=toys", 400)
+def test_unknown_category_is_404(client: FlaskClient) -> None:
+    err = error(client, "/v1/users/u1/recommendations?category=toys", 404)
     assert err["field"] == "category" and err["available"] == ["books", "garden"]
 
 
@@ -232,7 +232,7 @@ def test_similar_items_collaborative_first_content_for_cold_items(client: FlaskC
     assert explicit["model"] == "content" and ids(explicit) == ["i9", "i8"]
     assert ok(client, "/v1/items/i5/similar")["items"] == []  # known item, no list
     assert error(client, "/v1/items/i999/similar", 404)["field"] == "item_id"
-    err = error(client, "/v1/items/i1/similar?model=als", 400)
+    err = error(client, "/v1/items/i1/similar?model=als", 404)
     assert err["available"] == ["itemknn", "content"]
 
 
@@ -279,7 +279,7 @@ def test_popular(client: FlaskClient, published: FakeVersion) -> None:
     garden = ok(client, "/v1/popular?category=garden&n=100")
     assert ids(garden) == expected_items(published.popular["garden"], n=100)
     assert not set(ids(garden)) & OUT_OF_STOCK
-    error(client, "/v1/popular?category=toys", 400)
+    error(client, "/v1/popular?category=toys", 404)
 
 
 def test_entries_without_catalogue_and_ids_needing_escapes(
