@@ -166,7 +166,7 @@ def test_similar_together_basket_popular(fetch: Fetch, store: Any, pipeline_vers
 def test_errors(fetch: Fetch) -> None:
     assert fetch("/v1/popular?n=abc")[0] == 400
     status, body = fetch("/v1/users/u/recommendations?model=nope")
-    assert status == 400 and "als" in body["error"]["available"]
+    assert status == 404 and "als" in body["error"]["available"]
     assert fetch("/v1/nothing/here")[0] == 404
     assert fetch("/readyz")[0] == 200
 
