@@ -2,8 +2,9 @@
 
 * ``/console``: the live version (id, age, models, list counts, default model and why,
   catalogue size), the retained versions with a rollback button, the run's step times,
-  validation report and offline metrics (table and bar chart), and warnings;
-* ``/console/users?user_id=``: the user's recent events, A/B routing, and their list from
+  validation report and offline metrics (table and bar chart), warnings, and
+  the live version's customer segments (name, size, share) and the published audiences;
+* ``/console/users?user_id=``: the user's segment, recent events, A/B routing, and their list from
   every published model side by side (titles, categories, prices, scores, fallback marked);
 * ``/console/items?item_id=``: catalogue fields, similar items per model, bought-together
   with confidence and lift;
@@ -30,6 +31,7 @@ from markupsafe import Markup
 
 from recsys.abtest.experiments import ExperimentStore
 from recsys.errors import RecsysError
+from recsys.marketing.audiences import list_audiences
 from recsys.publish.versions import list_versions, rollback
 from recsys.store.keys import KeyLayout
 from serving import services
@@ -222,6 +224,36 @@ def bar_chart(rows: list[dict[str, Any]], metric: str, width: int = 520) -> Mark
     return Markup("".join(parts))
 
 
+def segment_rows(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The version's segments (id, name, customers, share of the customers in a segment);
+    empty for a version without segments. Sizes are None when the version did not record them."""
+    names = meta.get("segments")
+    if not isinstance(names, dict) or not names:
+        return []
+    sizes = meta.get("segment_sizes") if isinstance(meta.get("segment_sizes"), dict) else {}
+    total = sum(v for v in sizes.values() if isinstance(v, int | float))
+    rows = []
+    for segment, name in names.items():
+        size = sizes.get(segment)
+        size = int(size) if isinstance(size, int | float) else None
+        rows.append({"id": str(segment), "name": str(name), "size": size,
+                     "share": size / total if size is not None and total else None})
+    return sorted(rows, key=lambda r: (-(r["size"] or 0), r["id"]))
+
+
+def user_segment(client: redis.Redis, layout: KeyLayout, version: str, meta: dict[str, Any], user_id: str) -> str | None:
+    """The user's segment name in ``version`` (keys.py ``segment-of``), None outside every
+    segment or for a version without segments."""
+    names = meta.get("segments")
+    if not isinstance(names, dict) or not names:
+        return None
+    raw = client.hget(layout.segment_of(version), user_id)
+    if raw is None:
+        return None
+    segment = raw.decode()
+    return str(names.get(segment, segment))
+
+
 def recent_events(client: redis.Redis, layout: KeyLayout, user_id: str) -> list[dict[str, str]]:
     """The user's newest events among the last ``EVENTS_SCANNED`` of the stream (bounded cost)."""
     entries = client.xrevrange(layout.events, count=EVENTS_SCANNED)
@@ -265,6 +297,8 @@ def overview() -> Response:
         timings=sorted((summary(meta).get("timings") or {}).items(), key=lambda kv: -float(kv[1] or 0)),
         validation=summary(meta).get("validation") or {},
         run=summary(meta),
+        segments=segment_rows(meta),
+        audiences=list_audiences(client, layout),
         message=request.args.get("message", ""),
     )
 
@@ -287,8 +321,9 @@ def user() -> Response:
     user_id = request.args.get("user_id", "").strip()
     client, layout = _client(), _layout()
     live, meta = _live(client, layout)
-    columns, events, routing = [], [], None
+    columns, events, routing, segment = [], [], None, None
     if user_id and live:
+        segment = user_segment(client, layout, live, meta, user_id)
         reader = services().reader
         for model in meta.get("user_models") or []:
             try:
@@ -303,7 +338,8 @@ def user() -> Response:
             routing = services().router.route(user_id, None)
         except RecsysError:
             routing = None
-    return _page("console/user.html", user_id=user_id, live=live, columns=columns, events=events, routing=routing)
+    return _page("console/user.html", user_id=user_id, live=live, columns=columns, events=events, routing=routing,
+                 has_segments=bool(meta.get("segments")), segment=segment)
 
 
 @bp.get("/items")

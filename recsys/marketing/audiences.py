@@ -86,3 +86,31 @@ def read_audience(client: redis.Redis, layout: KeyLayout, name: str, offset: int
         "limit": limit,
         "users": [{"user_id": user.decode(), "score": float(score)} for user, score in members],
     }
+
+
+def list_audiences(client: redis.Redis, layout: KeyLayout, limit: int = 100) -> list[dict[str, Any]]:
+    """The metas of the published audiences (at most ``limit``, by name), each with its current
+    ``size``; no members are read."""
+    suffix = ":meta"
+    metas = sorted(
+        {key.decode() if isinstance(key, bytes) else str(key) for key in client.scan_iter(match=layout.audience_pattern(), count=1000)}
+    )
+    metas = [key for key in metas if key.endswith(suffix)][:limit]
+    if not metas:
+        return []
+    with client.pipeline(transaction=False) as pipe:
+        for key in metas:
+            pipe.get(key)
+            pipe.zcard(key[: -len(suffix)])
+        replies = pipe.execute()
+    out = []
+    for raw, total in zip(replies[0::2], replies[1::2]):
+        if raw is None:
+            continue
+        try:
+            meta = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(meta, dict):
+            out.append({**meta, "size": int(total)})
+    return out

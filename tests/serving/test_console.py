@@ -55,6 +55,9 @@ def test_overview_shows_the_live_version(console: FlaskClient, pipeline_version:
     assert f'id="live-version">{pipeline_version.version}<' in html
     assert pipeline_version.meta["default_model"] in html
     assert 'id="versions"' in html and 'id="steps"' in html
+    # A version without segments, and no audience published: neither section is shown.
+    assert "segments" not in pipeline_version.meta
+    assert 'id="segments"' not in html and 'id="audiences"' not in html
 
 
 def test_user_page_lists_what_the_api_serves(console: FlaskClient, pipeline_version: PipelineVersion) -> None:
@@ -67,6 +70,7 @@ def test_user_page_lists_what_the_api_serves(console: FlaskClient, pipeline_vers
         shown = re.findall(r'<li data-item="([^"]+)"', column.group(1))
         assert shown == [entry["item_id"] for entry in served["items"]], model
     assert 'id="events"' in html and 'id="routing"' in html
+    assert 'id="segment"' not in html  # the version has no segments
     unknown = console.get("/console/users?user_id=nobody-here", headers=AUTH).get_data(as_text=True)
     assert 'data-fallback="popular"' in unknown
 
