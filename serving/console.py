@@ -232,12 +232,18 @@ def segment_rows(meta: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     sizes = meta.get("segment_sizes") if isinstance(meta.get("segment_sizes"), dict) else {}
     total = sum(v for v in sizes.values() if isinstance(v, int | float))
+    details = meta.get("segment_details") if isinstance(meta.get("segment_details"), dict) else {}
     rows = []
     for segment, name in names.items():
         size = sizes.get(segment)
         size = int(size) if isinstance(size, int | float) else None
+        detail = details.get(segment) if isinstance(details.get(segment), dict) else {}
+        centroid = detail.get("centroid") if isinstance(detail.get("centroid"), dict) else {}
+        top = detail.get("top_categories") if isinstance(detail.get("top_categories"), list) else []
         rows.append({"id": str(segment), "name": str(name), "size": size,
-                     "share": size / total if size is not None and total else None})
+                     "share": size / total if size is not None and total else None,
+                     "centroid": {k: v for k, v in centroid.items() if isinstance(v, int | float)},
+                     "top_categories": [t for t in top if isinstance(t, dict) and "category" in t]})
     return sorted(rows, key=lambda r: (-(r["size"] or 0), r["id"]))
 
 

@@ -9,7 +9,7 @@ Files (docs/run-format.md):
   the items most users of the segment interacted with, best first.
 
 metadata.json gets ``"segments": {"table", "k", "names": {id: name}, "sizes": {id: n},
-"silhouette", "list": {...}}``; the list entry itself is in ``"lists"`` (kind ``segment``).
+"details": {id: {"centroid", "top_categories"}}, "silhouette", "list": {...}}``; the list entry itself is in ``"lists"`` (kind ``segment``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,20 @@ from recsys.runs.folder import SEGMENTS_FILE
 from recsys.runs.lists import ListWriter
 
 log = logging.getLogger(__name__)
+
+
+#: The centroid values kept with a published version (the console's segment table).
+SUMMARY_FEATURES = ("recency_days", "frequency", "monetary", "tenure_days")
+
+
+def segment_details(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the console shows of a segment beside its name and size: the median recency,
+    frequency, spend and tenure of its customers, and its top categories with their shares."""
+    centroid = summary.get("centroid") or {}
+    return {
+        "centroid": {name: centroid[name] for name in SUMMARY_FEATURES if name in centroid},
+        "top_categories": list(summary.get("top_categories") or []),
+    }
 
 
 def segment_popular(interactions: pd.DataFrame, labels: pd.Series, item_names: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -91,6 +105,7 @@ def write_segments(
         "customers": int(len(table)),
         "names": {str(s["id"]): s["name"] for s in result.summary},
         "sizes": {str(s["id"]): s["size"] for s in result.summary},
+        "details": {str(s["id"]): segment_details(s) for s in result.summary},
         "silhouette": round(result.silhouette.get(result.k, float("nan")), 4) if result.k in result.silhouette else None,
     }
     return metadata, entry

@@ -240,6 +240,8 @@ class _Segments:
     batches: Callable[[int], Iterator[pa.RecordBatch]]
     #: Segment id -> number of customers (the console shows them); empty when not recorded.
     sizes: dict[str, int] = field(default_factory=dict)
+    #: Segment id -> median recency/frequency/spend/tenure and top categories (the console).
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 #: Parquet list columns -> the field of the Redis blob (recsys/store/codec.py).
@@ -306,7 +308,8 @@ class Publisher:
         if folder.segments is not None and any(a.kind == "segment" for a in lists):
             names = {str(k): str(v) for k, v in (folder.segments.get("names") or {}).items()}
             sizes = {str(k): int(v) for k, v in (folder.segments.get("sizes") or {}).items() if isinstance(v, int | float)}
-            segments = _Segments(names, folder.segment_batches, sizes)
+            details = folder.segments.get("details")
+            segments = _Segments(names, folder.segment_batches, sizes, details if isinstance(details, dict) else {})
         return self._guarded(lists, catalog, folder.run_id, metadata.get("default_model"), extra_meta, segments)
 
     def publish(
@@ -390,7 +393,8 @@ class Publisher:
                     appearances.write(writer, layout.appearances(version))
                     if segments is not None:
                         counts["segment_of"] = self._write_segments(writer, layout.segment_of(version), segments)
-                        extra_meta = {**extra_meta, "segments": segments.names, "segment_sizes": segments.sizes}
+                        extra_meta = {**extra_meta, "segments": segments.names, "segment_sizes": segments.sizes,
+                                      "segment_details": segments.details}
                     writer.flush()
                 write_seconds = time.perf_counter() - write_started
                 self._verify(version, lists, counts)

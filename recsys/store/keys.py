@@ -65,8 +65,8 @@ Version metadata (``{p}v:{v}:meta``) is a JSON object with at least::
 
 and, from a run folder, ``"default_reason"`` (why the default model is served) and
 ``"selection"`` (the candidates' holdout scores, recsys.pipeline.selection). A version with
-segments has ``"segments": {segment id: name}``, ``"segment_sizes": {segment id: customers}``
-and ``list_length.segment``.
+segments has ``"segments": {segment id: name}``, ``"segment_sizes": {segment id: customers}``,
+``"segment_details": {segment id: {"centroid", "top_categories"}}`` and ``list_length.segment``.
 
 recommend.lua builds the per-version names above from the prefix itself (the version is
 only known once ``live`` is read): ``popular``, ``segment-of``, ``segment-popular`` ... must

@@ -84,3 +84,25 @@ def test_user_page_names_the_segment(console: FlaskClient, segmented: dict[str, 
         assert 'id="lists"' in html
     outside = console.get("/console/users?user_id=nobody-here", headers=AUTH).get_data(as_text=True)
     assert 'id="segment"' in outside and 'id="user-segment"' not in outside
+
+
+def test_overview_describes_each_segment_by_its_median_customer_and_categories(
+    console: FlaskClient, segmented: dict[str, Any]  # noqa: F811
+) -> None:
+    from markupsafe import escape
+
+    run_meta = json.loads((Path(segmented["run"]) / "metadata.json").read_text())
+    details = segmented["meta"]["segment_details"]
+    assert details == run_meta["segments"]["details"] and set(details) == set(segmented["meta"]["segments"])
+    html = console.get("/console", headers=AUTH).get_data(as_text=True)
+    for segment, detail in details.items():
+        assert set(detail["centroid"]) == {"recency_days", "frequency", "monetary", "tenure_days"}
+        row = re.search(rf'<tr data-segment="{re.escape(segment)}">(.*?)</tr>', html, re.S)
+        assert row is not None
+        centroid = re.search(r'<td class="centroid">(.*?)</td>', row.group(1), re.S).group(1)
+        assert f"{detail['centroid']['frequency']:g} orders" in centroid
+        assert f"last order {detail['centroid']['recency_days']:.0f} d ago" in centroid
+        cell = re.search(r'<td class="top-categories">(.*?)</td>', row.group(1), re.S).group(1)
+        assert detail["top_categories"], segment  # the fixture's shop has categories
+        for top in detail["top_categories"]:
+            assert f"{escape(top['category'])} {100 * top['share']:.0f}%" in cell
