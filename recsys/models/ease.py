@@ -20,6 +20,8 @@ against 0.35 s and 51 s for ``np.linalg.inv`` and 0.14 s and 20 s for float32
 ``cho_factor`` + ``cho_solve``. float32 is used only when it is safe: the relative error of
 the inverse is about cond(G) x 6e-8 at most, and cond(G) <= (max row sum of G + l2) / l2
 (Gershgorin); when that bound exceeds ``FLOAT32_MAX_CONDITION`` the solve runs in float64.
+The factorisation uses the model's ``threads`` BLAS threads: 20,000 items (the 10M synthetic
+shop) take 58 s on 2 threads against 122 s on one.
 On ml-100k and ml-latest-small the bound is about 130 and float32 gives the same top-10 as
 float64 for every user.
 
@@ -36,10 +38,11 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 from pydantic import Field
+from threadpoolctl import threadpool_limits
 
 from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
-from recsys.models.base import ModelConfig, Recommender
+from recsys.models.base import ModelConfig, Recommender, resolve_threads
 from recsys.models.explain import because_items, checked_pairs
 
 # Bound on cond(X^T X + l2 I) up to which float32 keeps the inverse within ~1e-3 relative error.
@@ -152,7 +155,10 @@ class EASERecommender(Recommender):
             dtype = np.float64
         gram = gram_matrix(self._inputs, dtype)
         self.solve_dtype = gram.dtype.name
-        self.weights = ease_weights(gram, config.l2).astype(np.float32, copy=False)
+        # The inverse is LAPACK's, on ``threads`` BLAS threads whatever the process-wide
+        # limit (OPENBLAS_NUM_THREADS=1, which implicit asks for, would leave a core idle).
+        with threadpool_limits(resolve_threads(self.threads), "blas"):
+            self.weights = ease_weights(gram, config.l2).astype(np.float32, copy=False)
 
     def _prepare(self) -> None:
         config: EASEConfig = self.config  # type: ignore[assignment]

@@ -90,3 +90,41 @@ def test_no_neighbours_no_recommendations() -> None:
 def test_movielens_quality(datasets_dir: Path) -> None:
     # Measured 0.429 with the defaults; popularity scores 0.246.
     assert movielens_100k_ndcg(datasets_dir, "userknn") > 0.415
+
+
+def test_pair_budget_leaves_out_the_most_popular_items_only_when_it_binds() -> None:
+    rng = np.random.default_rng(5)
+    dense = (rng.random((80, 30)) < 0.1).astype(np.float64)
+    dense[:70, 0] = 1  # item 0: 70 users, 4,900 pairs
+    dense[:40, 1] = 1  # item 1: 40 users
+    matrix = sp.csr_matrix(dense)
+    counts = (dense > 0).sum(axis=0)
+    pairs = int((counts.astype(np.int64) ** 2).sum())
+    assert userknn.similarity_items(matrix, None).all()
+    assert userknn.similarity_items(matrix, pairs).all()
+    # One pair short: the most popular item goes, nothing else.
+    kept = userknn.similarity_items(matrix, pairs - 1)
+    assert np.flatnonzero(~kept).tolist() == [0]
+    # Below what the two most popular items alone bring: both go, and the rest fits the budget.
+    budget = pairs - 4_900 - 1
+    kept = userknn.similarity_items(matrix, budget)
+    assert set(np.flatnonzero(~kept).tolist()) >= {0, 1}
+    assert (counts[kept].astype(np.int64) ** 2).sum() <= budget
+    assert counts[~kept].min() > counts[kept].max()
+
+    exact = UserKNNRecommender(k=5, max_pair_products=None).fit(matrix)
+    default = UserKNNRecommender(k=5).fit(matrix)  # the default budget does not bind here
+    assert default.items_left_out == 0
+    assert (exact.neighbours != default.neighbours).nnz == 0
+    bounded = UserKNNRecommender(k=5, max_pair_products=budget).fit(matrix)
+    assert bounded.items_left_out == int((~kept).sum())
+    # Neighbours are the cosine over the kept items; the left-out items are still recommended.
+    reference = top_k_neighbours(sp.csr_matrix(dense * kept), 5).toarray()
+    np.testing.assert_allclose(bounded.neighbours.toarray(), reference, rtol=1e-6)
+    ids, _ = bounded.recommend(np.arange(70, 80), n=30)
+    assert 0 in set(ids.ravel().tolist())
+    restored = UserKNNRecommender(k=5, max_pair_products=budget)
+    state, arrays = bounded._get_state()
+    restored.user_items, restored.n_users, restored.n_items = bounded.user_items, 80, 30
+    restored._set_state(state, arrays)
+    assert restored.items_left_out == bounded.items_left_out
