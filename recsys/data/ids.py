@@ -76,7 +76,8 @@ def invalid_ids(raw: pd.Series, text: pd.Series) -> np.ndarray:
 
     present = text.notna().to_numpy()
     bad = np.zeros(len(text), dtype=bool)
-    if raw.dtype == object:
+    scalar_kinds = ("string", "integer", "floating", "mixed-integer-float", "empty")
+    if raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=True) not in scalar_kinds:
         kinds = raw.map(lambda v: isinstance(v, (str, int, float, np.integer, np.floating)) and not isinstance(v, bool)
                         or v is None or v is pd.NA)
         bad |= ~kinds.to_numpy(dtype=bool)
@@ -86,8 +87,13 @@ def invalid_ids(raw: pd.Series, text: pd.Series) -> np.ndarray:
         numbers = raw.to_numpy(dtype=np.float64, na_value=np.nan)
         with np.errstate(invalid="ignore"):
             bad |= ~np.isnan(numbers) & (numbers != np.round(numbers))
-    strings = text.astype("string").fillna("")
+    # The text rules on each distinct id once (10M rows hold some 300k users).
+    codes, uniques = pd.factorize(text)
+    strings = pd.Series(uniques, dtype="string")
     lengths = strings.str.len().to_numpy(dtype=np.int64, na_value=0)
-    bad |= present & (lengths > MAX_ID_LENGTH)
-    bad |= present & strings.str.contains(FORBIDDEN_PATTERN, regex=True).to_numpy(dtype=bool, na_value=False)
+    distinct_bad = (lengths > MAX_ID_LENGTH) | strings.str.contains(FORBIDDEN_PATTERN, regex=True).to_numpy(
+        dtype=bool, na_value=False
+    )
+    if distinct_bad.any():
+        bad |= (codes >= 0) & distinct_bad[np.maximum(codes, 0)]
     return bad & present

@@ -182,6 +182,12 @@ class SelectionConfig(Section):
     max_users: int | None = Field(
         20_000, gt=0, description="score a seeded sample of this many holdout users; None = every holdout user"
     )
+    max_fit_users: int | None = Field(
+        50_000,
+        gt=0,
+        description="fit the candidates on a seeded sample of this many training users (the scored ones among "
+        "them); None = every user",
+    )
     budget_seconds: float | None = Field(
         None, gt=0, description="also try a small parameter grid per model within this many seconds; None = defaults only"
     )

@@ -11,6 +11,10 @@ first. With ``budget_seconds`` each model also tries its small grid
 grid configuration beats its configured parameters on the holdout is fitted on all data with
 that configuration.
 
+On a large shop the candidates are fitted on a seeded sample of ``max_fit_users`` users
+(the scored ones first) and scored on at most ``max_users`` of them: the holdout fits cost a
+fraction of the final ones, which use every user.
+
 A candidate whose holdout fit fails (non-finite factors, no list at all) fails the run under
 ``data.validation = "strict"`` and is dropped with a warning naming the cause under
 ``"lenient"``.
@@ -29,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data import schema
+from recsys.data.idmap import IdMap
 from recsys.errors import ModelError, RecsysError
 from recsys.models.base import ModelConfig
 from recsys.models.registry import get_model_class
@@ -266,12 +271,18 @@ def _prepare_holdout(
     except RecsysError as error:
         return None, spec.describe(), str(error)
     users, items = id_maps(interactions, catalog)
+    split, fit_users = _sample_fit_users(split, settings.max_fit_users)
+    if fit_users is not None:
+        # The candidates' matrices hold the sampled users only; items stay those of the data.
+        users = IdMap.from_values(split.train[schema.USER_ID])
     prepared = prepare_split(split, users, items, EvaluationSettings(weighting=config.weighting), catalog)
     holdout = {
         key: prepared.info[key]
         for key in ("method", "cut", "train_rows", "test_rows", "evaluated_users", "cold_users_not_scored")
         if key in prepared.info
     }
+    if fit_users is not None:
+        holdout.update(fit_users=fit_users, fit_rows=len(split.train), training_users=split.info["training_users"])
     if settings.max_users is not None and prepared.eval_users.size > settings.max_users:
         # A seeded sample of the holdout's users: the comparison's standard error shrinks as
         # 1/sqrt(users) while scoring every user costs as much as the lists themselves.
@@ -282,6 +293,30 @@ def _prepare_holdout(
     if prepared.eval_users.size == 0:
         return None, holdout, f"the holdout ({split.info['test_rows']} rows) has no user with earlier history to score"
     return prepared, holdout, ""
+
+
+def _sample_fit_users(split: Any, max_fit_users: int | None) -> tuple[Any, int | None]:
+    """(split, number of users fitted) restricted to a seeded sample of at most
+    ``max_fit_users`` of its training users, or (split, None) when there are not more.
+
+    The sample holds first users with both training and holdout rows (the ones that can be
+    scored, of which ``max_users`` are), then other training users, so that the holdout keeps
+    as many users to score as it can. Candidates fitted on 50,000 users instead
+    of 300,000 cost about a sixth: the fit cost follows the rows.
+    """
+    train_users = pd.Index(pd.unique(split.train[schema.USER_ID]))
+    if max_fit_users is None or len(train_users) <= max_fit_users:
+        return split, None
+    rng = np.random.default_rng(0)
+    scorable = train_users.isin(pd.unique(split.test[schema.USER_ID]))
+    # Positions into train_users: a seeded order of the scorable users, then of the others.
+    scored = rng.permutation(np.flatnonzero(scorable))[:max_fit_users]
+    others = rng.permutation(np.flatnonzero(~scorable))[: max_fit_users - len(scored)]
+    chosen = train_users[np.concatenate([scored, others])]
+    train = split.train[split.train[schema.USER_ID].isin(chosen)]
+    test = split.test[split.test[schema.USER_ID].isin(chosen)]
+    info = {**split.info, "training_users": int(len(train_users))}
+    return dataclasses.replace(split, train=train, test=test, info=info), len(chosen)
 
 
 def _score(name: str, params: dict[str, Any], prepared: Any, scoring: Any, metric: str) -> Candidate:

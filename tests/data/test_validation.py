@@ -347,3 +347,25 @@ def test_validation_is_vectorised_on_a_large_table() -> None:
     )
     data = load_frames(frame, now=NOW)
     assert data.report.dropped[v.NEGATIVE_VALUE] == int((frame["value"] == "-1").sum())
+
+
+def test_duplicated_rows_equals_pandas_on_a_large_table() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from recsys.data.validation import duplicated_rows
+
+    rng = np.random.default_rng(0)
+    n = 150_000
+    frame = pd.DataFrame(
+        {
+            "user_id": pd.Series(rng.integers(0, 5_000, n).astype(str), dtype="string"),
+            "item_id": rng.integers(0, 300, n).astype(str),
+            "value": np.where(rng.random(n) < 0.1, np.nan, rng.integers(1, 3, n)),
+            "timestamp": rng.integers(0, 50, n).astype(np.float64),
+        }
+    )
+    expected = frame.duplicated(keep="first").to_numpy()
+    assert 0 < expected.sum() < n
+    np.testing.assert_array_equal(duplicated_rows(frame), expected)
+    np.testing.assert_array_equal(duplicated_rows(frame.iloc[::-1].reset_index(drop=True)), frame.iloc[::-1].duplicated().to_numpy())

@@ -240,3 +240,39 @@ def test_a_large_holdout_is_scored_on_a_seeded_sample_of_its_users(
     values = [{row["model"]: row["value"] for row in s["candidates"]} for s in sampled]
     assert values[0] == values[1]
     assert values[0] != {row["model"]: row["value"] for row in full["candidates"]}
+
+
+def test_candidates_are_fitted_on_a_seeded_sample_of_users_that_holds_the_scored_ones(
+    tmp_path: Path, shop: tuple[pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recsys.evaluation import runner
+
+    fitted: list[tuple[int, int]] = []
+    original = runner.score_model
+
+    def spy(model, prepared, settings):  # type: ignore[no-untyped-def]
+        fitted.append((prepared.train.n_users, int(prepared.eval_users.size)))
+        assert np.all(np.diff(prepared.train.user_items.indptr)[prepared.eval_users] > 0)
+        return original(model, prepared, settings)
+
+    monkeypatch.setattr(runner, "score_model", spy)
+    models = {"itemknn": {"k": 20}}
+    full = run(tmp_path / "full", shop, models=models)["selection"]
+    assert "fit_users" not in full["holdout"]
+    scored_all = full["holdout"]["evaluated_users"]
+    fitted.clear()
+    sampled = [run(tmp_path / f"s{i}", shop, models=models, selection={"max_fit_users": 120})["selection"] for i in range(2)]
+    holdout = sampled[0]["holdout"]
+    training_users = shop[0][shop[0][schema.TIMESTAMP] < holdout["cut"]][schema.USER_ID].nunique()
+    assert holdout["fit_users"] == 120 < holdout["training_users"] == training_users
+    assert holdout["fit_rows"] < holdout["train_rows"]
+    # Every candidate's matrix holds the sampled users only, and the scored users come first:
+    # as many are scored as with every user fitted, when the sample can hold them.
+    assert {users for users, _ in fitted} == {120}
+    assert holdout["evaluated_users"] == min(scored_all, 120)
+    # Seeded: the same sample and figures run after run.
+    assert [r["value"] for r in sampled[0]["candidates"]] == [r["value"] for r in sampled[1]["candidates"]]
+    # The scored share is capped by max_users inside the fitted sample.
+    capped = run(tmp_path / "capped", shop, models=models, selection={"max_fit_users": 120, "max_users": 30})
+    assert capped["selection"]["holdout"]["evaluated_users"] == 30
+    assert capped["selection"]["holdout"]["fit_users"] == 120
