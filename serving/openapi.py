@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, Response, current_app
 from recsys import __version__
 from recsys.data.schema import EVENT_TYPES
 from recsys.abtest.experiments import BROKEN, NAME_PATTERN, VARIANT_OPTIONS
-from recsys.abtest.events import MIN_TIMESTAMP
+from recsys.abtest.events import MAX_BATCH_EVENTS, MAX_FUTURE_SECONDS, MAX_JSON_INTEGER, MIN_TIMESTAMP, TIMESTAMP_PATTERN
 from recsys.data.ids import MAX_ID_LENGTH
 from serving.errors import json_response
 
@@ -77,9 +77,10 @@ NOT_FOUND = _error("Unknown item.")
 BAD_PATH = _error("Path not valid UTF-8 or with control characters or line breaks (`field` names the parameter).")
 UNPUBLISHED = "a well-formed name the live version does not publish (`available` lists the published ones)"
 # Optional event fields: null is the same as leaving the field out.
-# Whole numbers as JSON parses them exactly (orjson: 64-bit), so that they stay integers.
-_NULLABLE = {"type": ["string", "integer", "null"], "minimum": -(2**63), "maximum": 2**64 - 1}
-# Event ids may be whole numbers too (recsys.data.ids.check_id): 42 is stored as "42".
+# Whole numbers as every JSON parser holds them exactly (doubles: up to 2**53 - 1), so that
+# 42 and 42.0, the same number to JSON Schema, are the same id "42" (larger ids: strings).
+_NULLABLE = {"type": ["string", "integer", "null"], "minimum": -MAX_JSON_INTEGER, "maximum": MAX_JSON_INTEGER}
+# Event ids may be whole numbers too (recsys.abtest.events._check_id): 42 is stored as "42".
 _EVENT_ID = {**ID_SCHEMA, **_NULLABLE, "type": ["string", "integer"]}
 
 SCHEMAS: dict[str, Any] = {
@@ -200,8 +201,13 @@ SCHEMAS: dict[str, Any] = {
             "item_id": _EVENT_ID,
             "value": {"type": ["number", "null"], "minimum": 0, "description": "revenue or quantity (>= 0), or a rating (0..10)"},
             "timestamp": {
-                "type": ["number", "string", "null"], "minimum": MIN_TIMESTAMP,
-                "description": "unix seconds (from 2000-01-01, at most 5 minutes ahead) or ISO-8601; default (and null) now",
+                "type": ["number", "string", "null"], "minimum": MIN_TIMESTAMP, "pattern": TIMESTAMP_PATTERN,
+                "description": (
+                    "unix seconds from 2000-01-01 (a number, or a string of digits), or an ISO-8601 date or "
+                    "date-time (no zone: UTC) from 2000-01-01T00:00Z; default (and null) the time of arrival. "
+                    f"A time more than {MAX_FUTURE_SECONDS:.0f} s ahead of the server's clock is replaced by the "
+                    "time of arrival (counted in `adjusted`)"
+                ),
             },
             "recommendation_id": {**_NULLABLE, "minLength": 1, "maxLength": 64, "pattern": f"^{_ID_CORE}$"},
             "event_id": {
@@ -448,9 +454,10 @@ AB_PATHS: dict[str, Any] = {
         "post": {
             "summary": "Log events (views, clicks, carts, purchases, ratings, impressions)",
             "description": (
-                "One event, an array, or `{\"events\": [...]}`; validated whole, stored whole (MULTI/EXEC) or not "
-                "at all. Events with an `event_id` stored before are skipped, so a batch may be sent again after "
-                "any 503 (which carries `Retry-After`) or lost answer. Needs `Authorization: Bearer "
+                f"One event, an array, or `{{\"events\": [...]}}`, at most {MAX_BATCH_EVENTS} events; validated whole, "
+                "stored whole (one Lua script) or not at all. Events with an `event_id` stored before, or earlier in "
+                "the same batch, are skipped, so a batch may be sent again after any 503 (which carries "
+                "`Retry-After`) or lost answer. Needs `Authorization: Bearer "
                 "<RECSYS_INGEST_TOKEN>`; without that token only when the server runs with RECSYS_INGEST_OPEN=1."
             ),
             "operationId": "postEvents",
@@ -462,11 +469,14 @@ AB_PATHS: dict[str, Any] = {
                         "schema": {
                             "oneOf": [
                                 _ref("Event"),
-                                {"type": "array", "minItems": 1, "items": _ref("Event")},
+                                {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_EVENTS, "items": _ref("Event")},
                                 {
                                     "type": "object",
                                     "required": ["events"],
-                                    "properties": {"events": {"type": "array", "minItems": 1, "items": _ref("Event")}},
+                                    "properties": {
+                                        "events": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_EVENTS, "items": _ref("Event")},
+                                    },
+                                    "additionalProperties": False,
                                 },
                             ]
                         }
@@ -475,17 +485,21 @@ AB_PATHS: dict[str, Any] = {
             },
             "responses": {
                 "202": _json(
-                    {"type": "object", "properties": {
+                    {"type": "object", "required": ["accepted", "stored", "duplicates", "adjusted"], "properties": {
                         "accepted": {"type": "integer", "description": "valid events in the request"},
                         "stored": {"type": "integer", "description": "events stored now"},
-                        "duplicates": {"type": "integer", "description": "events whose event_id was stored before"},
+                        "duplicates": {"type": "integer", "description": "events whose event_id was stored before (or earlier in the batch)"},
+                        "adjusted": {
+                            "type": "integer",
+                            "description": f"events stamped more than {MAX_FUTURE_SECONDS:.0f} s ahead of the server's clock, stored with their time of arrival",
+                        },
                     }},
                     "Stored.",
                 ),
-                "400": _error("Invalid events (`problems` lists index, field and reason)."),
+                "400": _error(f"Invalid events (`problems` lists index, field and reason), or more than {MAX_BATCH_EVENTS}."),
                 "401": _error("Ingestion token missing or wrong."),
                 "403": _error("Ingestion closed: no RECSYS_INGEST_TOKEN and not RECSYS_INGEST_OPEN."),
-                "413": _error("Body or batch too large."),
+                "413": _error("Body over 256 KiB."),
                 "415": _error("Content-Type is not application/json."),
                 "503": UNAVAILABLE,
             },
