@@ -268,3 +268,24 @@ def test_batches_the_schema_excludes_are_400(api, body: Any) -> None:  # noqa: A
     response = client.post("/v1/events", json=body)
     assert response.status_code == 400
     documented(document, "/v1/events", "post", response)
+
+
+def test_a_bulk_update_naming_an_item_twice_applies_its_entries_in_order(api) -> None:  # noqa: ANN001
+    # The failure: a duplicate item_id was a 400 the schema could not state. Now an upsert:
+    # the later entry overrides the fields it gives, as a second call would.
+    client, document = api
+    body = [
+        {"item_id": "i1", "price": 9.5, "in_stock": False},
+        {"item_id": "i2", "hidden": True},
+        {"item_id": "i1", "in_stock": True, "hidden": True},
+        {"item_id": "i1", "price": 12.0},
+    ]
+    assert allowed(request_body(document, "/v1/admin/items", "patch"), body, document)
+    response = client.patch("/v1/admin/items", json=body, headers=AUTH)
+    assert response.status_code == 200, response.json
+    documented(document, "/v1/admin/items", "patch", response)
+    receipt = response.json
+    assert receipt["updated"] == 2 and [i["item_id"] for i in receipt["items"]] == ["i1", "i2"]
+    assert receipt["items"][0]["overlay"] == {"price": 12.0, "hidden": True}  # in_stock back to the file's true
+    assert client.get("/v1/items/i2/similar").status_code == 200  # served, never listed
+    assert all(e["item_id"] not in ("i1", "i2") for e in client.get("/v1/popular?n=20").json["items"])
