@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, Response, current_app
 
 from recsys import __version__
 from recsys.data.schema import EVENT_TYPES
-from recsys.abtest.experiments import BROKEN, NAME_PATTERN, VARIANT_OPTIONS
+from recsys.abtest.experiments import BROKEN, CONTROL, FALLBACKS, MAX_DURATION, MAX_START, MAX_VARIANTS, MAX_WEIGHT, NAME_PATTERN
 from recsys.abtest.events import MAX_BATCH_EVENTS, MAX_FUTURE_SECONDS, MAX_JSON_INTEGER, MIN_TIMESTAMP, TIMESTAMP_PATTERN
 from recsys.data.ids import MAX_ID_LENGTH
 from serving.errors import json_response
@@ -228,14 +228,17 @@ SCHEMAS: dict[str, Any] = {
     },
     "Variant": {
         "type": "object",
-        "required": ["name", "model"],
+        "description": "One arm of an experiment; its name is its key in `variants`.",
+        "required": ["model"],
         "properties": {
-            "name": {"allOf": [ENTITY_NAME, {"not": {"const": BROKEN}}]},
             "model": {**ENTITY_NAME, "description": "a user model of the live version"},
-            "weight": {"type": "number", "exclusiveMinimum": 0},
+            "weight": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WEIGHT, "default": 1, "description": "relative share of the units"},
             "options": {
                 "type": "object",
-                "properties": {name: {"type": "boolean" if kind is bool else "string"} for name, kind in VARIANT_OPTIONS.items()},
+                "properties": {
+                    "exclude_recent": {"type": "boolean", "default": True, "description": "leave out items the user just interacted with"},
+                    "fallback": {"enum": list(FALLBACKS), "default": "popular", "description": "none: no popular list for users without one"},
+                },
                 "additionalProperties": False,
             },
         },
@@ -243,27 +246,60 @@ SCHEMAS: dict[str, Any] = {
     },
     "Experiment": {
         "type": "object",
+        "description": (
+            f"`variants` maps each variant's name to its definition and holds the control arm under `{CONTROL}`: "
+            "names are unique and the control is a variant by construction. The experiment runs from `start` for "
+            "`duration` seconds (null or absent: until stopped). Variants are stored control first, then by name."
+        ),
         "required": ["name", "variants"],
         "properties": {
             "name": ENTITY_NAME,
             "placement": {**ENTITY_NAME, "default": "default", "description": "one running experiment per placement"},
-            "variants": {"type": "array", "minItems": 2, "maxItems": 10, "items": _ref("Variant")},
-            "control": {"type": "string", "description": "a variant name (default the first)"},
-            "salt": {"type": "string", "minLength": 1, "maxLength": 64},
-            "unit": {"type": "string", "enum": ["user", "session"]},
-            "start": {"type": "number"},
-            "end": {"type": ["number", "null"], "description": "after start"},
+            "variants": {
+                "type": "object",
+                "required": [CONTROL],
+                "minProperties": 2,
+                "maxProperties": MAX_VARIANTS,
+                "propertyNames": {"pattern": NAME_PATTERN, "not": {"const": BROKEN}},
+                "additionalProperties": _ref("Variant"),
+            },
+            "salt": {"type": "string", "minLength": 1, "maxLength": 64, "description": "default random; the same salt gives the same split"},
+            "unit": {"type": "string", "enum": ["user", "session"], "default": "user"},
+            "start": {"type": "number", "minimum": 0, "maximum": MAX_START, "description": "unix seconds; default now"},
+            "duration": {"type": ["number", "null"], "minimum": 1, "maximum": MAX_DURATION, "description": "seconds from start; default until stopped"},
             "description": {"type": "string", "maxLength": 500},
         },
         "additionalProperties": False,
+    },
+    "StoredVariant": {
+        "type": "object",
+        "required": ["name", "model", "weight", "options"],
+        "properties": {
+            "name": {"type": "string"},
+            "model": {"type": "string"},
+            "weight": {"type": "number"},
+            "options": {"type": "object"},
+        },
     },
 }
 
 SCHEMAS["StoredExperiment"] = {
     "type": "object",
-    "description": "An experiment as stored: the definition and what the server keeps about it.",
+    "description": (
+        "An experiment as stored: the definition and what the server keeps about it. `variants` is in "
+        "assignment order, `control` names the control arm and `end` is start plus duration."
+    ),
+    "required": ["name", "placement", "variants", "control", "salt", "unit", "start", "end", "status", "created_at", "active"],
     "properties": {
-        **SCHEMAS["Experiment"]["properties"],
+        "name": {"type": "string"},
+        "placement": {"type": "string"},
+        "variants": {"type": "array", "items": _ref("StoredVariant")},
+        "control": {"type": "string"},
+        "salt": {"type": "string"},
+        "unit": {"type": "string", "enum": ["user", "session"]},
+        "start": {"type": "number"},
+        "end": {"type": ["number", "null"]},
+        "description": {"type": "string"},
         "status": {"type": "string", "enum": ["running", "stopped"]},
         "created_at": {"type": "number"},
         "stopped_at": {"type": ["number", "null"]},
@@ -522,8 +558,11 @@ AB_PATHS: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Experiment")}}},
             "responses": {
                 "201": _EXPERIMENT_ANSWER,
-                "400": _error("Invalid definition, or a variant model not published (`available` lists the user models)."),
-                "409": _error("Name taken, or another experiment still running on the placement."),
+                "400": _error("Invalid definition (the message names the field)."),
+                "409": _error(
+                    "A variant model the live version does not publish, or nothing published (`available` lists the "
+                    "user models); the name taken; or another experiment still running on the placement."
+                ),
                 "413": _error("Definition too large."),
                 **_ADMIN_ERRORS,
             },

@@ -4,7 +4,6 @@ and the loop back into serving (routing, real-time exclusion of clicked items)."
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -136,7 +135,7 @@ def test_event_type_mapping_onto_an_unknown_type_is_refused_at_start(redis_url: 
 DEFINITION = {
     "name": "home",
     "salt": "pepper",
-    "variants": [{"name": "control", "model": "als"}, {"name": "treatment", "model": "itemknn"}],
+    "variants": {"control": {"model": "als"}, "treatment": {"model": "itemknn"}},
 }
 
 
@@ -189,10 +188,12 @@ def test_admin_create_get_list_stop_report(client: FlaskClient, redis_client: re
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({**DEFINITION, "variants": [{"name": "a", "model": "als"}]}, "variants"),
+        ({**DEFINITION, "variants": {"control": {"model": "als"}}}, "variants"),
+        ({**DEFINITION, "variants": {"a": {"model": "als"}, "b": {"model": "x"}}}, "keyed 'control'"),
+        ({**DEFINITION, "variants": [{"name": "control", "model": "als"}, {"name": "b", "model": "x"}]}, "an object keyed by variant name"),
         ({**DEFINITION, "color": "red"}, "color"),
         ({**DEFINITION, "status": "stopped"}, "status"),
-        ({**DEFINITION, "variants": [{"name": "a", "model": "als", "weight": -1}, {"name": "b", "model": "x"}]}, "weight"),
+        ({**DEFINITION, "variants": {"control": {"model": "als", "weight": -1}, "b": {"model": "x"}}}, "weight"),
         ([DEFINITION], "JSON object"),
     ],
 )

@@ -289,3 +289,40 @@ def test_a_bulk_update_naming_an_item_twice_applies_its_entries_in_order(api) ->
     assert receipt["items"][0]["overlay"] == {"price": 12.0, "hidden": True}  # in_stock back to the file's true
     assert client.get("/v1/items/i2/similar").status_code == 200  # served, never listed
     assert all(e["item_id"] not in ("i1", "i2") for e in client.get("/v1/popular?n=20").json["items"])
+
+
+def test_experiment_variants_are_keyed_by_name_with_the_control_under_control(api, redis_client, layout) -> None:  # noqa: ANN001
+    # The failure: variants as an array let a schema-valid body repeat a name or name a
+    # control that is no variant (400). Keyed by name, with the control's key required,
+    # both hold by construction.
+    client, document = api
+    schema = request_body(document, EXPERIMENTS, "post")
+    body = {"name": "exp", "variants": {"treatment": ARMS["treatment"], "control": ARMS["control"]}, "duration": 600}
+    assert allowed(schema, body, document)
+    response = client.post(EXPERIMENTS, json=body, headers=AUTH)
+    assert response.status_code == 201, response.json
+    documented(document, EXPERIMENTS, "post", response)
+    stored = response.json
+    # Stored control first, then by name, whatever order the encoder wrote the keys in.
+    assert [(v["name"], v["model"], v["weight"]) for v in stored["variants"]] == [("control", "als", 1.0), ("treatment", "itemknn", 3.0)]
+    assert stored["control"] == "control" and stored["end"] == stored["start"] + 600
+
+    for refused in (
+        {"name": "x", "variants": {"a": {"model": "als"}, "b": {"model": "itemknn"}}},  # no control
+        {"name": "x", "variants": [{"name": "a", "model": "als"}, {"name": "a", "model": "itemknn"}]},  # the old form
+        {"name": "x", "variants": ARMS, "control": "treatment"},
+        {"name": "x", "variants": ARMS, "end": 2_000_000_000},  # "duration" (end before start: no such body)
+    ):
+        assert not allowed(schema, refused, document), refused
+        answer = client.post(EXPERIMENTS, json=refused, headers=AUTH)
+        assert answer.status_code == 400, (refused, answer.json)
+        documented(document, EXPERIMENTS, "post", answer)
+
+
+def test_a_variant_model_the_live_version_lacks_is_a_documented_409(api) -> None:  # noqa: ANN001
+    client, document = api
+    body = {"name": "exp", "variants": {"control": {"model": "als"}, "b": {"model": "svd"}}}
+    assert allowed(request_body(document, EXPERIMENTS, "post"), body, document)
+    response = client.post(EXPERIMENTS, json=body, headers=AUTH)
+    assert response.status_code == 409 and response.json["error"]["available"] == ["als", "itemknn"]
+    documented(document, EXPERIMENTS, "post", response)
