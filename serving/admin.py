@@ -214,7 +214,7 @@ def _int_param(name: str, default: int, low: int, high: int) -> int | Response:
     if not values:
         return default
     raw = values[0]
-    if len(values) > 1 or not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
+    if len(values) > 1 or not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not low <= int(raw) <= high:
         return api_error(400, f"{name} must be one integer between {low} and {high}", field=name)
     return int(raw)
 

@@ -20,6 +20,7 @@ from recsys.data.schema import EVENT_TYPES
 from recsys.abtest.experiments import BROKEN, CONTROL, FALLBACKS, MAX_DURATION, MAX_START, MAX_VARIANTS, MAX_WEIGHT, NAME_PATTERN
 from recsys.abtest.events import MAX_BATCH_EVENTS, MAX_FUTURE_SECONDS, MAX_JSON_INTEGER, MIN_TIMESTAMP, TIMESTAMP_PATTERN
 from recsys.data.ids import MAX_ID_LENGTH
+from serving.admin import AUDIENCE_MAX_LIMIT, AUDIENCE_MAX_OFFSET
 from serving.errors import json_response
 
 bp = Blueprint("openapi", __name__)
@@ -609,8 +610,8 @@ AB_PATHS: dict[str, Any] = {
             "security": _ADMIN_AUTH,
             "parameters": [
                 _param("name", "path", "Audience name.", ENTITY_NAME),
-                _param("limit", "query", "Customers returned (default 100).", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                _param("offset", "query", "Rank of the first customer returned (default 0).", {"type": "integer", "minimum": 0}),
+                _param("limit", "query", "Customers returned (default 100).", {"type": "integer", "minimum": 1, "maximum": AUDIENCE_MAX_LIMIT}),
+                _param("offset", "query", "Rank of the first customer returned (default 0).", {"type": "integer", "minimum": 0, "maximum": AUDIENCE_MAX_OFFSET}),
             ],
             "responses": {
                 "200": _json(_ref("Audience"), "The audience's meta and one page of its customers."),

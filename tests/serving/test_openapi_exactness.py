@@ -326,3 +326,16 @@ def test_a_variant_model_the_live_version_lacks_is_a_documented_409(api) -> None
     response = client.post(EXPERIMENTS, json=body, headers=AUTH)
     assert response.status_code == 409 and response.json["error"]["available"] == ["als", "itemknn"]
     documented(document, EXPERIMENTS, "post", response)
+
+
+@pytest.mark.parametrize(("query", "status"), [("offset=10000000", 404), ("offset=10000001", 400), ("offset=%C2%B2", 400)])
+def test_audience_paging_bounds_are_the_schemas(api, query: str, status: int) -> None:  # noqa: ANN001
+    # The failures: offsets over 10,000,000 were schema-valid and refused; "²" (a digit to
+    # str.isdigit, not to int) was a 500.
+    client, document = api
+    path = "/v1/admin/audiences/{name}"
+    schema = next(p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "offset")["schema"]
+    assert allowed(schema, 10_000_000) and not allowed(schema, 10_000_001)
+    response = client.get(f"/v1/admin/audiences/nobody?{query}", headers=AUTH)
+    assert response.status_code == status
+    documented(document, path, "get", response)
