@@ -331,7 +331,7 @@ def run_experiment(
         "name": name,
         "salt": f"sim-salt-{seed}",
         "description": f"simulated: CTR x{truth.lift:g} in {truth.treatment}",
-        "variants": [{"name": "control", "model": control_model}, {"name": truth.treatment, "model": treatment_model}],
+        "variants": {"control": {"model": control_model}, truth.treatment: {"model": treatment_model}},
     }
     _check(*transport.request("POST", "/v1/admin/experiments", definition, admin), "create experiment", (201,))
     time.sleep(0.6)  # let every worker's router reload the definitions

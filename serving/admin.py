@@ -9,10 +9,14 @@ reveal that it exists. A wrong or missing token gets 401.
 method   path                                  answer
 =======  ====================================  ==============================================
 GET      /v1/admin/experiments                 200 ``{"experiments": [definition + active]}``
-POST     /v1/admin/experiments                 201 the stored definition; 400 invalid or a model
-                                               not published (``available`` lists the user
-                                               models); 409 name taken or another experiment
-                                               still running on the placement
+POST     /v1/admin/experiments                 201 the stored definition; 400 invalid (body
+                                               ``{"name", "variants": {"control": {...},
+                                               NAME: {...}}, ...}``, see
+                                               ``recsys.abtest.experiments.ExperimentRequest``);
+                                               409 a variant model the live version does not
+                                               publish (``available`` lists the user models),
+                                               name taken, or another experiment still
+                                               running on the placement
 GET      /v1/admin/experiments/{name}          200 the definition; 404 unknown
 DELETE   /v1/admin/experiments/{name}          204 deleted; 404 unknown
 POST     /v1/admin/experiments/{name}/stop     200 the stopped definition (routes nobody)
@@ -33,7 +37,7 @@ import orjson
 import redis
 from flask import Blueprint, Response, request
 
-from recsys.abtest.experiments import ExperimentStore, check_published, live_published, parse_experiment
+from recsys.abtest.experiments import ExperimentStore, check_published, live_published, parse_request
 from recsys.abtest.report import build_report
 from recsys.marketing.audiences import NAME as AUDIENCE_NAME
 from recsys.marketing.audiences import read_audience
@@ -147,7 +151,7 @@ def create_experiment() -> Response:
         if server_owned in document:
             return api_error(400, f"{server_owned}: set by the server, not by the request")
     try:
-        experiment = parse_experiment(document)
+        experiment = parse_request(document)
     except ConfigError as error:
         return api_error(400, str(error))
     store = _store()
@@ -155,8 +159,10 @@ def create_experiment() -> Response:
     try:
         check_published(experiment, published)
     except RecsysError as error:
+        # A well-formed definition the live version cannot serve: a conflict with the
+        # server's state (publishing the model resolves it), as a taken name is.
         available = list(published.user_models) if published is not None else []
-        return api_error(400, str(error), field="variants", available=available)
+        return api_error(409, str(error), field="variants", available=available)
     try:
         store.create(experiment)
     except RecsysError as error:
@@ -208,7 +214,7 @@ def _int_param(name: str, default: int, low: int, high: int) -> int | Response:
     if not values:
         return default
     raw = values[0]
-    if len(values) > 1 or not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
+    if len(values) > 1 or not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not low <= int(raw) <= high:
         return api_error(400, f"{name} must be one integer between {low} and {high}", field=name)
     return int(raw)
 

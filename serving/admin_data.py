@@ -11,7 +11,9 @@ DELETE   /v1/admin/users/{user_id}       200 the erasure receipt (see :mod:`recs
 PATCH    /v1/admin/items/{item_id}       200 receipt; body ``{"in_stock", "price", "hidden"}``
 PATCH    /v1/admin/items                 200 receipt; body a JSON array of
                                          ``{"item_id", "in_stock", "price", "hidden"}``,
-                                         applied atomically (all or none); 400 names the entry
+                                         applied atomically (all or none), in order: a
+                                         later entry for the same item overrides the
+                                         fields it names; 400 names the entry
 =======  ==============================  ===================================================
 
 Run folders and the event archive are scrubbed at once when the API knows where they are
@@ -152,7 +154,7 @@ _ITEM_RECEIPT = {
     "type": "object",
     "required": ["updated", "live", "versions", "items"],
     "properties": {
-        "updated": {"type": "integer"},
+        "updated": {"type": "integer", "description": "distinct items updated (one entry each in `items`)"},
         "live": {"type": ["string", "null"]},
         "versions": {"type": "integer", "description": "retained versions whose catalogue was checked"},
         "items": {
@@ -224,6 +226,11 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/v1/admin/items": {
         "patch": {
             "summary": "Change many items in one atomic call",
+            "description": (
+                "The entries are applied in order, as separate calls would be, but atomically: "
+                "a later entry for an item already named overrides the fields it gives (an upsert, "
+                "the last value of each field wins) and the receipt has one entry per item."
+            ),
             "operationId": "updateItems",
             "security": _AUTH,
             "requestBody": {"required": True, "content": {"application/json": {"schema": _BULK_UPDATE}}},

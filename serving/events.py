@@ -7,16 +7,18 @@ object such as ``{"pv": "view"}``, the API's copy of ``[data.event_types]``).
 The body is one event object, an array of events, or ``{"events": [...]}``. The whole
 batch is validated first (400 lists the index, field and reason of every bad event) and
 then written by one Lua script, so it is stored entirely or not at all. Answers 202
-``{"accepted": n, "stored": s, "duplicates": d}``: events with an ``event_id`` stored
-before are not stored again, so a client may send a batch again after any 503 or lost
-answer (503s carry ``Retry-After``).
+``{"accepted": n, "stored": s, "duplicates": d, "adjusted": a}``: events with an
+``event_id`` stored before (or earlier in the same batch) are not stored again, so a client
+may send a batch again after any 503 or lost answer (503s carry ``Retry-After``); ``a``
+events were stamped more than 5 minutes ahead of the server's clock and are stored with
+the time they arrived.
 
 Ingestion is closed by default: requests need ``Authorization: Bearer
 <RECSYS_INGEST_TOKEN>`` (401 otherwise); without a token it answers 403 unless
 ``RECSYS_INGEST_OPEN=1`` opens it to anyone. Only ``Content-Type: application/json``
 bodies are read (415 otherwise: a browser cannot post one cross-site without a CORS
-preflight). Bodies over :data:`~recsys.abtest.events.MAX_BODY_BYTES` or with more than
-:data:`~recsys.abtest.events.MAX_BATCH_EVENTS` events get 413.
+preflight). Bodies over :data:`~recsys.abtest.events.MAX_BODY_BYTES` get 413; more than
+:data:`~recsys.abtest.events.MAX_BATCH_EVENTS` events is a 400 (the schema's ``maxItems``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ bp = Blueprint("events", __name__)
 ACCEPTED = Counter("recsys_events_accepted_total", "Events stored, by type.", ["type"], registry=REGISTRY)
 DUPLICATES = Counter(
     "recsys_events_duplicates_total", "Events not stored again: their event_id was stored before.", registry=REGISTRY
+)
+ADJUSTED = Counter(
+    "recsys_events_adjusted_total",
+    "Events stamped more than MAX_FUTURE_SECONDS ahead of the server's clock, stored with their arrival time.",
+    registry=REGISTRY,
 )
 REJECTED = Counter(
     "recsys_events_rejected_requests_total",
@@ -97,10 +104,8 @@ def post_events() -> Response:
         return api_error(400, f"request body is not valid JSON: {error}")
     try:
         events = validate_events(payload, now=time.time(), event_types=services().settings.event_types)
-    except BatchTooLargeError as error:
-        return _too_large(str(error))
     except EventValidationError as error:
-        REJECTED.labels("invalid").inc()
+        REJECTED.labels("too_large" if isinstance(error, BatchTooLargeError) else "invalid").inc()
         return api_error(
             400,
             str(error),
@@ -124,4 +129,10 @@ def post_events() -> Response:
         ACCEPTED.labels(event_type).inc(count)
     if result.duplicates:
         DUPLICATES.inc(result.duplicates)
-    return json_response({"accepted": len(events), "stored": result.stored, "duplicates": result.duplicates}, status=202)
+    adjusted = sum(e.adjusted for e in events)
+    if adjusted:
+        ADJUSTED.inc(adjusted)
+    return json_response(
+        {"accepted": len(events), "stored": result.stored, "duplicates": result.duplicates, "adjusted": adjusted},
+        status=202,
+    )

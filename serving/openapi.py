@@ -17,9 +17,10 @@ from flask import Blueprint, Flask, Response, current_app
 
 from recsys import __version__
 from recsys.data.schema import EVENT_TYPES
-from recsys.abtest.experiments import BROKEN, NAME_PATTERN, VARIANT_OPTIONS
-from recsys.abtest.events import MIN_TIMESTAMP
+from recsys.abtest.experiments import BROKEN, CONTROL, FALLBACKS, MAX_DURATION, MAX_START, MAX_VARIANTS, MAX_WEIGHT, NAME_PATTERN
+from recsys.abtest.events import MAX_BATCH_EVENTS, MAX_FUTURE_SECONDS, MAX_JSON_INTEGER, MIN_TIMESTAMP, TIMESTAMP_PATTERN
 from recsys.data.ids import MAX_ID_LENGTH
+from serving.admin import AUDIENCE_MAX_LIMIT, AUDIENCE_MAX_OFFSET
 from serving.errors import json_response
 
 bp = Blueprint("openapi", __name__)
@@ -77,9 +78,10 @@ NOT_FOUND = _error("Unknown item.")
 BAD_PATH = _error("Path not valid UTF-8 or with control characters or line breaks (`field` names the parameter).")
 UNPUBLISHED = "a well-formed name the live version does not publish (`available` lists the published ones)"
 # Optional event fields: null is the same as leaving the field out.
-# Whole numbers as JSON parses them exactly (orjson: 64-bit), so that they stay integers.
-_NULLABLE = {"type": ["string", "integer", "null"], "minimum": -(2**63), "maximum": 2**64 - 1}
-# Event ids may be whole numbers too (recsys.data.ids.check_id): 42 is stored as "42".
+# Whole numbers as every JSON parser holds them exactly (doubles: up to 2**53 - 1), so that
+# 42 and 42.0, the same number to JSON Schema, are the same id "42" (larger ids: strings).
+_NULLABLE = {"type": ["string", "integer", "null"], "minimum": -MAX_JSON_INTEGER, "maximum": MAX_JSON_INTEGER}
+# Event ids may be whole numbers too (recsys.abtest.events._check_id): 42 is stored as "42".
 _EVENT_ID = {**ID_SCHEMA, **_NULLABLE, "type": ["string", "integer"]}
 
 SCHEMAS: dict[str, Any] = {
@@ -200,8 +202,13 @@ SCHEMAS: dict[str, Any] = {
             "item_id": _EVENT_ID,
             "value": {"type": ["number", "null"], "minimum": 0, "description": "revenue or quantity (>= 0), or a rating (0..10)"},
             "timestamp": {
-                "type": ["number", "string", "null"], "minimum": MIN_TIMESTAMP,
-                "description": "unix seconds (from 2000-01-01, at most 5 minutes ahead) or ISO-8601; default (and null) now",
+                "type": ["number", "string", "null"], "minimum": MIN_TIMESTAMP, "pattern": TIMESTAMP_PATTERN,
+                "description": (
+                    "unix seconds from 2000-01-01 (a number, or a string of digits), or an ISO-8601 date or "
+                    "date-time (no zone: UTC) from 2000-01-01T00:00Z; default (and null) the time of arrival. "
+                    f"A time more than {MAX_FUTURE_SECONDS:.0f} s ahead of the server's clock is replaced by the "
+                    "time of arrival (counted in `adjusted`)"
+                ),
             },
             "recommendation_id": {**_NULLABLE, "minLength": 1, "maxLength": 64, "pattern": f"^{_ID_CORE}$"},
             "event_id": {
@@ -222,14 +229,17 @@ SCHEMAS: dict[str, Any] = {
     },
     "Variant": {
         "type": "object",
-        "required": ["name", "model"],
+        "description": "One arm of an experiment; its name is its key in `variants`.",
+        "required": ["model"],
         "properties": {
-            "name": {"allOf": [ENTITY_NAME, {"not": {"const": BROKEN}}]},
             "model": {**ENTITY_NAME, "description": "a user model of the live version"},
-            "weight": {"type": "number", "exclusiveMinimum": 0},
+            "weight": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WEIGHT, "default": 1, "description": "relative share of the units"},
             "options": {
                 "type": "object",
-                "properties": {name: {"type": "boolean" if kind is bool else "string"} for name, kind in VARIANT_OPTIONS.items()},
+                "properties": {
+                    "exclude_recent": {"type": "boolean", "default": True, "description": "leave out items the user just interacted with"},
+                    "fallback": {"enum": list(FALLBACKS), "default": "popular", "description": "none: no popular list for users without one"},
+                },
                 "additionalProperties": False,
             },
         },
@@ -237,27 +247,60 @@ SCHEMAS: dict[str, Any] = {
     },
     "Experiment": {
         "type": "object",
+        "description": (
+            f"`variants` maps each variant's name to its definition and holds the control arm under `{CONTROL}`: "
+            "names are unique and the control is a variant by construction. The experiment runs from `start` for "
+            "`duration` seconds (null or absent: until stopped). Variants are stored control first, then by name."
+        ),
         "required": ["name", "variants"],
         "properties": {
             "name": ENTITY_NAME,
             "placement": {**ENTITY_NAME, "default": "default", "description": "one running experiment per placement"},
-            "variants": {"type": "array", "minItems": 2, "maxItems": 10, "items": _ref("Variant")},
-            "control": {"type": "string", "description": "a variant name (default the first)"},
-            "salt": {"type": "string", "minLength": 1, "maxLength": 64},
-            "unit": {"type": "string", "enum": ["user", "session"]},
-            "start": {"type": "number"},
-            "end": {"type": ["number", "null"], "description": "after start"},
+            "variants": {
+                "type": "object",
+                "required": [CONTROL],
+                "minProperties": 2,
+                "maxProperties": MAX_VARIANTS,
+                "propertyNames": {"pattern": NAME_PATTERN, "not": {"const": BROKEN}},
+                "additionalProperties": _ref("Variant"),
+            },
+            "salt": {"type": "string", "minLength": 1, "maxLength": 64, "description": "default random; the same salt gives the same split"},
+            "unit": {"type": "string", "enum": ["user", "session"], "default": "user"},
+            "start": {"type": "number", "minimum": 0, "maximum": MAX_START, "description": "unix seconds; default now"},
+            "duration": {"type": ["number", "null"], "minimum": 1, "maximum": MAX_DURATION, "description": "seconds from start; default until stopped"},
             "description": {"type": "string", "maxLength": 500},
         },
         "additionalProperties": False,
+    },
+    "StoredVariant": {
+        "type": "object",
+        "required": ["name", "model", "weight", "options"],
+        "properties": {
+            "name": {"type": "string"},
+            "model": {"type": "string"},
+            "weight": {"type": "number"},
+            "options": {"type": "object"},
+        },
     },
 }
 
 SCHEMAS["StoredExperiment"] = {
     "type": "object",
-    "description": "An experiment as stored: the definition and what the server keeps about it.",
+    "description": (
+        "An experiment as stored: the definition and what the server keeps about it. `variants` is in "
+        "assignment order, `control` names the control arm and `end` is start plus duration."
+    ),
+    "required": ["name", "placement", "variants", "control", "salt", "unit", "start", "end", "status", "created_at", "active"],
     "properties": {
-        **SCHEMAS["Experiment"]["properties"],
+        "name": {"type": "string"},
+        "placement": {"type": "string"},
+        "variants": {"type": "array", "items": _ref("StoredVariant")},
+        "control": {"type": "string"},
+        "salt": {"type": "string"},
+        "unit": {"type": "string", "enum": ["user", "session"]},
+        "start": {"type": "number"},
+        "end": {"type": ["number", "null"]},
+        "description": {"type": "string"},
         "status": {"type": "string", "enum": ["running", "stopped"]},
         "created_at": {"type": "number"},
         "stopped_at": {"type": ["number", "null"]},
@@ -448,9 +491,10 @@ AB_PATHS: dict[str, Any] = {
         "post": {
             "summary": "Log events (views, clicks, carts, purchases, ratings, impressions)",
             "description": (
-                "One event, an array, or `{\"events\": [...]}`; validated whole, stored whole (MULTI/EXEC) or not "
-                "at all. Events with an `event_id` stored before are skipped, so a batch may be sent again after "
-                "any 503 (which carries `Retry-After`) or lost answer. Needs `Authorization: Bearer "
+                f"One event, an array, or `{{\"events\": [...]}}`, at most {MAX_BATCH_EVENTS} events; validated whole, "
+                "stored whole (one Lua script) or not at all. Events with an `event_id` stored before, or earlier in "
+                "the same batch, are skipped, so a batch may be sent again after any 503 (which carries "
+                "`Retry-After`) or lost answer. Needs `Authorization: Bearer "
                 "<RECSYS_INGEST_TOKEN>`; without that token only when the server runs with RECSYS_INGEST_OPEN=1."
             ),
             "operationId": "postEvents",
@@ -462,11 +506,14 @@ AB_PATHS: dict[str, Any] = {
                         "schema": {
                             "oneOf": [
                                 _ref("Event"),
-                                {"type": "array", "minItems": 1, "items": _ref("Event")},
+                                {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_EVENTS, "items": _ref("Event")},
                                 {
                                     "type": "object",
                                     "required": ["events"],
-                                    "properties": {"events": {"type": "array", "minItems": 1, "items": _ref("Event")}},
+                                    "properties": {
+                                        "events": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_EVENTS, "items": _ref("Event")},
+                                    },
+                                    "additionalProperties": False,
                                 },
                             ]
                         }
@@ -475,17 +522,21 @@ AB_PATHS: dict[str, Any] = {
             },
             "responses": {
                 "202": _json(
-                    {"type": "object", "properties": {
+                    {"type": "object", "required": ["accepted", "stored", "duplicates", "adjusted"], "properties": {
                         "accepted": {"type": "integer", "description": "valid events in the request"},
                         "stored": {"type": "integer", "description": "events stored now"},
-                        "duplicates": {"type": "integer", "description": "events whose event_id was stored before"},
+                        "duplicates": {"type": "integer", "description": "events whose event_id was stored before (or earlier in the batch)"},
+                        "adjusted": {
+                            "type": "integer",
+                            "description": f"events stamped more than {MAX_FUTURE_SECONDS:.0f} s ahead of the server's clock, stored with their time of arrival",
+                        },
                     }},
                     "Stored.",
                 ),
-                "400": _error("Invalid events (`problems` lists index, field and reason)."),
+                "400": _error(f"Invalid events (`problems` lists index, field and reason), or more than {MAX_BATCH_EVENTS}."),
                 "401": _error("Ingestion token missing or wrong."),
                 "403": _error("Ingestion closed: no RECSYS_INGEST_TOKEN and not RECSYS_INGEST_OPEN."),
-                "413": _error("Body or batch too large."),
+                "413": _error("Body over 256 KiB."),
                 "415": _error("Content-Type is not application/json."),
                 "503": UNAVAILABLE,
             },
@@ -508,8 +559,11 @@ AB_PATHS: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Experiment")}}},
             "responses": {
                 "201": _EXPERIMENT_ANSWER,
-                "400": _error("Invalid definition, or a variant model not published (`available` lists the user models)."),
-                "409": _error("Name taken, or another experiment still running on the placement."),
+                "400": _error("Invalid definition (the message names the field)."),
+                "409": _error(
+                    "A variant model the live version does not publish, or nothing published (`available` lists the "
+                    "user models); the name taken; or another experiment still running on the placement."
+                ),
                 "413": _error("Definition too large."),
                 **_ADMIN_ERRORS,
             },
@@ -556,8 +610,8 @@ AB_PATHS: dict[str, Any] = {
             "security": _ADMIN_AUTH,
             "parameters": [
                 _param("name", "path", "Audience name.", ENTITY_NAME),
-                _param("limit", "query", "Customers returned (default 100).", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                _param("offset", "query", "Rank of the first customer returned (default 0).", {"type": "integer", "minimum": 0}),
+                _param("limit", "query", "Customers returned (default 100).", {"type": "integer", "minimum": 1, "maximum": AUDIENCE_MAX_LIMIT}),
+                _param("offset", "query", "Rank of the first customer returned (default 0).", {"type": "integer", "minimum": 0, "maximum": AUDIENCE_MAX_OFFSET}),
             ],
             "responses": {
                 "200": _json(_ref("Audience"), "The audience's meta and one page of its customers."),

@@ -20,6 +20,7 @@ recommendation endpoint uses to leave those items out at once.
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -58,10 +59,56 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_RECOMMENDATION_ID_LENGTH = 64
 MAX_EVENT_ID_LENGTH = 128
 MAX_PROBLEMS_REPORTED = 50
-#: Clock skew tolerated for timestamps ahead of the server's clock.
+#: Clock skew tolerated for timestamps ahead of the server's clock: an event stamped
+#: further ahead is stored with the time it arrived (and counted as ``adjusted``).
 MAX_FUTURE_SECONDS = 300.0
 #: Timestamps before 2000-01-01 are taken for a unit mistake, not real events.
 MIN_TIMESTAMP = 946_684_800.0
+#: Whole-number ids are exact only up to 2**53 - 1 in magnitude: JSON parsers (ours for a
+#: number written 42.0, JavaScript for any) hold numbers as doubles. Larger ids: strings.
+MAX_JSON_INTEGER = 2**53 - 1
+
+
+def _at_least(n: int) -> str:
+    """A regex of the decimal integers with as many digits as ``n`` that are >= ``n``."""
+    digits = str(n)
+    options = [digits]
+    for i, d in enumerate(digits):
+        if d != "9":
+            rest = len(digits) - i - 1
+            higher = "9" if d == "8" else f"[{int(d) + 1}-9]"
+            options.append(digits[:i] + higher + ("[0-9]" if rest == 1 else f"[0-9]{{{rest}}}" if rest else ""))
+    return "|".join(options)
+
+
+def _timestamp_pattern() -> str:
+    """The timestamp strings the API takes, as one regex (ECMA-262 and Python alike).
+
+    Unix seconds (no sign, exponent or leading zero; up to 6 decimals), from 946684800;
+    or an ISO-8601 date (midnight UTC) or date and time, ``T``/``t`` or a space between,
+    minutes or seconds (up to 6 decimals), then ``Z``/``z``, ``+HH:MM``, ``-HH:MM`` or
+    nothing (UTC). Only real calendar dates (leap years included) from 2000-01-01T00:00Z.
+    """
+    day31, day30, day28 = "(?:0[1-9]|[12][0-9]|3[01])", "(?:0[1-9]|[12][0-9]|30)", "(?:0[1-9]|1[0-9]|2[0-8])"
+    month_day = f"(?:(?:0[13578]|1[02])-{day31}|(?:0[469]|11)-{day30}|02-{day28})"
+    leap_after_2000 = "(?:[2-9][0-9](?:0[48]|[2468][048]|[13579][26])|(?:2[48]|[468][048]|[3579][26])00)"
+    after_2000 = "(?:200[1-9]|20[1-9][0-9]|2[1-9][0-9]{2}|[3-9][0-9]{3})"
+    # 2000-01-01 itself stays out of the general case: a positive offset would put it in 1999.
+    dates = (
+        f"2000-01-(?:0[2-9]|[12][0-9]|3[01])|2000-(?:0[3578]|1[02])-{day31}|2000-(?:0[469]|11)-{day30}"
+        f"|2000-02-(?:0[1-9]|[12][0-9])|{after_2000}-{month_day}|{leap_after_2000}-02-29"
+    )
+    time_ = "(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\\.[0-9]{1,6})?)?"
+    offset = "(?:[01][0-9]|2[0-3]):[0-5][0-9]"
+    seconds = f"(?:{_at_least(int(MIN_TIMESTAMP))}|[1-9][0-9]{{9,11}})(?:\\.[0-9]{{1,6}})?"
+    first_day = f"2000-01-01(?:[Tt ]{time_}(?:[Zz]|\\+00:00|-{offset})?)?"
+    other_days = f"(?:{dates})(?:[Tt ]{time_}(?:[Zz]|[+-]{offset})?)?"
+    return f"^(?:{seconds}|{first_day}|{other_days})$"
+
+
+#: Timestamp strings (see :func:`_timestamp_pattern`); the OpenAPI schema carries it.
+TIMESTAMP_PATTERN = _timestamp_pattern()
+_TIMESTAMP_TEXT = re.compile(TIMESTAMP_PATTERN)
 RATING_RANGE = (0.0, 10.0)
 #: How long after a window's end events stamped inside it are still looked for in the stream.
 LATE_EVENTS_SECONDS = 3600.0
@@ -98,13 +145,20 @@ class EventValidationError(RecsysError):
         super().__init__(f"{self.total_problems} invalid event(s): {shown}" + (f" (+{more} more)" if more > 0 else ""))
 
 
-class BatchTooLargeError(RecsysError):
-    """More events in one request than :data:`MAX_BATCH_EVENTS`."""
+class BatchTooLargeError(EventValidationError):
+    """More events in one request than :data:`MAX_BATCH_EVENTS` (a 400, as the schema's
+    ``maxItems`` says; a body over :data:`MAX_BODY_BYTES` is the 413)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__([Problem(-1, "events", f"{count} events in one request; at most {MAX_BATCH_EVENTS} are accepted")])
 
 
 @dataclass(frozen=True)
 class Event:
-    """One validated event; ids are strings, ``timestamp`` unix seconds (millisecond precision)."""
+    """One validated event; ids are strings, ``timestamp`` unix seconds (millisecond precision).
+
+    ``adjusted``: the client's timestamp was more than :data:`MAX_FUTURE_SECONDS` ahead of
+    the server's clock, so ``timestamp`` is the time of arrival instead (not stored)."""
 
     type: str
     item_id: str
@@ -114,6 +168,7 @@ class Event:
     timestamp: float = 0.0
     recommendation_id: str = ""
     event_id: str = ""
+    adjusted: bool = False
 
     def stream_fields(self) -> dict[str, str]:
         """The stream entry: every field of STREAM_FIELDS as a string, ``""`` when missing."""
@@ -153,7 +208,7 @@ def unpack_batch(payload: Any) -> list[Any]:
     if not events:
         raise EventValidationError([Problem(-1, "events", "no events in the request")])
     if len(events) > MAX_BATCH_EVENTS:
-        raise BatchTooLargeError(f"{len(events)} events in one request; at most {MAX_BATCH_EVENTS} are accepted")
+        raise BatchTooLargeError(len(events))
     return events
 
 
@@ -169,7 +224,7 @@ def parse_timestamp(raw: Any) -> float:
             value = float(text)
         except ValueError:
             try:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith(("Z", "z")) else text)
+                parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
             except ValueError:
                 raise ValueError(f"not unix seconds nor an ISO-8601 time: {raw[:40]!r}") from None
             if parsed.tzinfo is None:
@@ -183,7 +238,13 @@ def parse_timestamp(raw: Any) -> float:
 
 
 def _check_id(raw: Any, limit: int) -> str:
-    """The one id rule of :mod:`recsys.data.ids` (ValueError saying what is wrong)."""
+    """The one id rule of :mod:`recsys.data.ids` (ValueError saying what is wrong), for ids
+    as JSON carries them: a whole number (42, or 42.0: the same number) up to
+    :data:`MAX_JSON_INTEGER` in magnitude is the id written in decimal ("42")."""
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) > MAX_JSON_INTEGER:
+        raise ValueError(f"a whole number id is at most {MAX_JSON_INTEGER} in magnitude (send a larger one as a string)")
     try:
         return check_id(raw, max_length=limit)
     except IdError as error:
@@ -250,19 +311,25 @@ def validate_event(
     elif event_type == schema.RATING:
         problems.append(Problem(index, "value", "a rating needs a value"))
 
-    timestamp = now
+    timestamp, adjusted = now, False
     if raw.get("timestamp") is not None:
+        stamp = raw["timestamp"]
         try:
-            timestamp = parse_timestamp(raw["timestamp"])
+            if isinstance(stamp, str) and not _TIMESTAMP_TEXT.fullmatch(stamp):
+                raise ValueError(
+                    f"not unix seconds nor an ISO-8601 time from 2000 on (2026-12-02T13:45:00Z): {stamp[:40]!r}"
+                )
+            timestamp = parse_timestamp(stamp)
         except ValueError as error:
             problems.append(Problem(index, "timestamp", str(error)))
         else:
-            if timestamp > now + MAX_FUTURE_SECONDS:
-                problems.append(
-                    Problem(index, "timestamp", f"{timestamp - now:.0f}s in the future (milliseconds instead of seconds?)")
-                )
-            elif timestamp < MIN_TIMESTAMP:
+            if timestamp < MIN_TIMESTAMP:
                 problems.append(Problem(index, "timestamp", "before 2000-01-01 (seconds expected)"))
+            elif timestamp > now + MAX_FUTURE_SECONDS:
+                # The client's clock is off (or it sent milliseconds): the event happened,
+                # and it arrived now; storing the time of arrival keeps the stream's
+                # promise (no event stamped beyond its arrival plus the skew).
+                timestamp, adjusted = now, True
 
     recommendation_id = ""
     if raw.get("recommendation_id") is not None:
@@ -290,6 +357,7 @@ def validate_event(
             timestamp=round(timestamp, 3),
             recommendation_id=recommendation_id,
             event_id=event_id,
+            adjusted=adjusted,
         ),
         [],
     )
@@ -312,15 +380,8 @@ def validate_events(payload: Any, now: float | None = None, event_types: Mapping
         problems.extend(found)
     if problems:
         raise EventValidationError(problems[:MAX_PROBLEMS_REPORTED], total_problems=len(problems))
-    ids = [e.event_id for e in events if e.event_id]
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        for index, event in enumerate(events):
-            if event.event_id in seen:
-                problems.append(Problem(index, "event_id", f"{event.event_id!r} appears twice in the batch"))
-            elif event.event_id:
-                seen.add(event.event_id)
-        raise EventValidationError(problems[:MAX_PROBLEMS_REPORTED], total_problems=len(problems))
+    # An event_id twice in one batch: the later one is a duplicate, skipped by the write
+    # as if it had come in a later request.
     return events
 
 

@@ -7,10 +7,17 @@ independent across placements. Experiments are checked against what is published
 creation every variant's model must be a user model of the live version, and an
 experiment whose variant model is missing from a later live version is marked
 **broken** (its units get the version's default model, labelled ``broken``).
+
+The admin API takes a definition in its own shape (:class:`ExperimentRequest`), one whose
+every rule JSON Schema can state: ``variants`` is an object keyed by variant name (names
+are unique by construction) that must hold the key ``control`` (the control arm, so it is
+a variant by construction), and the window is ``start`` plus a ``duration`` (so it cannot
+end before it starts). The CLI and the stored form keep the variant array and ``end``.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -32,6 +39,18 @@ JSONScalar = str | int | float | bool
 
 #: Variant options the API understands.
 VARIANT_OPTIONS = {"exclude_recent": bool, "fallback": str}
+#: What ``fallback`` means: "none" serves no popular list to unknown users; anything else
+#: (the default, "popular") does. An API definition takes only these two.
+FALLBACKS = ("popular", "none")
+#: The variant key of the control arm in an API definition (``variants.control``).
+CONTROL = "control"
+#: Bounds of an API definition's times (unix seconds) and weights, so that every window
+#: is a printable date (start by 2106, duration 1 s to 136 years: the end is after the
+#: start in float arithmetic too) and weights add up to a finite sum.
+MAX_START = 2**32 - 1
+MAX_DURATION = 2**32 - 1
+MAX_WEIGHT = 1_000_000.0
+MAX_VARIANTS = 10
 
 
 class Variant(BaseModel):
@@ -73,7 +92,7 @@ class Experiment(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     placement: str = Field(DEFAULT_PLACEMENT, pattern=NAME_PATTERN, description="where the lists are shown (placement=)")
-    variants: list[Variant] = Field(min_length=2, max_length=10)
+    variants: list[Variant] = Field(min_length=2, max_length=MAX_VARIANTS)
     control: str = ""
     salt: str = Field(default_factory=lambda: secrets.token_hex(8), min_length=1, max_length=64)
     unit: Literal["user", "session"] = "user"
@@ -128,15 +147,111 @@ class Experiment(BaseModel):
         return self.start, min(ends) if ends else None
 
 
+def _problems(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'experiment'}: {e['msg']}" for e in error.errors())
+
+
 def parse_experiment(data: dict) -> Experiment:
     """Validate a definition; ``ConfigError`` names each bad field."""
     try:
         return Experiment.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'experiment'}: {e['msg']}" for e in error.errors()
+        raise ConfigError(f"invalid experiment: {_problems(error)}") from None
+
+
+class VariantOptions(BaseModel):
+    """The options of a variant in an API definition (:data:`VARIANT_OPTIONS`, strictly typed)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    exclude_recent: bool = True
+    fallback: Literal["popular", "none"] = "popular"
+
+
+class VariantSpec(BaseModel):
+    """A variant of an API definition; its name is its key in ``variants``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = Field(pattern=NAME_PATTERN)
+    weight: float = Field(1.0, gt=0, le=MAX_WEIGHT)
+    options: VariantOptions = Field(default_factory=VariantOptions)
+
+
+class ExperimentRequest(BaseModel):
+    """The body of ``POST /v1/admin/experiments``: exactly what its OpenAPI schema states.
+
+    ``variants`` maps each variant's name to its model, weight and options and must hold
+    :data:`CONTROL`, the control arm. The experiment starts at ``start`` (default now) and
+    runs for ``duration`` seconds (default until stopped). Variants are stored control
+    first, then by name, so that assignment does not depend on the order in which a JSON
+    encoder writes the keys.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    placement: str = Field(DEFAULT_PLACEMENT, pattern=NAME_PATTERN)
+    variants: dict[str, VariantSpec] = Field(min_length=2, max_length=MAX_VARIANTS)
+    salt: str = Field(default_factory=lambda: secrets.token_hex(8), min_length=1, max_length=64)
+    unit: Literal["user", "session"] = "user"
+    start: float = Field(default_factory=time.time, ge=0, le=MAX_START, description="unix seconds")
+    duration: float | None = Field(None, ge=1, le=MAX_DURATION, description="seconds; None = until stopped")
+    description: str = Field("", max_length=500)
+
+    @field_validator("variants")
+    @classmethod
+    def _names(cls, variants: dict[str, VariantSpec]) -> dict[str, VariantSpec]:
+        for name in variants:
+            if not re.fullmatch(NAME_PATTERN, name):
+                raise ValueError(f"variant name {name[:70]!r} does not match {NAME_PATTERN}")
+            if name == BROKEN:
+                raise ValueError(f"{BROKEN!r} is reserved (it labels the answers of a broken experiment)")
+        if CONTROL not in variants:
+            raise ValueError(f"the control arm is the variant keyed {CONTROL!r}; got {', '.join(variants)}")
+        return variants
+
+    def experiment(self) -> Experiment:
+        """The experiment this request defines (validated as any other)."""
+        order = [CONTROL, *sorted(n for n in self.variants if n != CONTROL)]
+        definition: dict[str, object] = {
+            "name": self.name,
+            "placement": self.placement,
+            "variants": [
+                {"name": n, "model": self.variants[n].model, "weight": self.variants[n].weight,
+                 "options": self.variants[n].options.model_dump(include=self.variants[n].options.model_fields_set)}
+                for n in order
+            ],
+            "control": CONTROL,
+            "salt": self.salt,
+            "unit": self.unit,
+            "start": self.start,
+            "end": None if self.duration is None else self.start + self.duration,
+            "description": self.description,
+        }
+        return parse_experiment(definition)
+
+
+def parse_request(document: dict) -> Experiment:
+    """An API definition (:class:`ExperimentRequest`) as an experiment; ``ConfigError`` names each bad field."""
+    if isinstance(document.get("variants"), list):
+        raise ConfigError(
+            "invalid experiment: variants: an object keyed by variant name, the control keyed "
+            f"{CONTROL!r}: {{\"{CONTROL}\": {{\"model\": \"als\"}}, \"treatment\": {{\"model\": \"ease\"}}}}"
         )
-        raise ConfigError(f"invalid experiment: {problems}") from None
+    try:
+        request = ExperimentRequest.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(f"invalid experiment: {_problems(error)}") from None
+    return request.experiment()
+
+
+def request_to_definition(document: dict) -> dict:
+    """An API definition in the stored shape (variants array, ``control``, ``end``): what
+    ``recsys ab create --file`` makes of a file written for the API, before its flags apply."""
+    experiment = parse_request(document)
+    keep = {"name", "placement", "variants", "control", "unit", "start", "end", "description"} | set(document) & {"salt"}
+    return {k: v for k, v in experiment.model_dump(mode="json").items() if k in keep}
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ def parse_updates(document: Any, *, item_id: str | None = None) -> list[ItemUpda
     """Updates from a JSON object (one item; ``item_id`` from the URL) or array (bulk).
 
     ConfigError names the entry and the field of the first problem; nothing is applied then.
+    An item named by several entries gets them merged in order (:func:`merge_updates`).
     """
     entries = document if isinstance(document, list) else [document]
     if not entries:
@@ -99,12 +100,18 @@ def parse_updates(document: Any, *, item_id: str | None = None) -> list[ItemUpda
         if not update.changes():
             raise ConfigError(f"{where}: nothing to change (give in_stock, price or hidden)")
         updates.append(update)
-    seen: set[str] = set()
-    for index, update in enumerate(updates):
-        if update.item_id in seen:
-            raise ConfigError(f"[{index}].item_id: {update.item_id!r} appears twice in one call")
-        seen.add(update.item_id)
-    return updates
+    return merge_updates(updates)
+
+
+def merge_updates(updates: Sequence[ItemUpdate]) -> list[ItemUpdate]:
+    """One update per item, in the order items first appear: entries for the same item are
+    applied in order, a later one overriding the fields it names (as separate calls would)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for update in updates:
+        merged.setdefault(update.item_id, {}).update(update.changes())
+    if len(merged) == len(updates):
+        return list(updates)
+    return [ItemUpdate(item_id=item_id, **changes) for item_id, changes in merged.items()]
 
 
 def _text(value: bytes | str | None) -> str | None:

@@ -100,7 +100,8 @@ def ab(ctx: click.Context, redis_url: str | None, prefix: str | None) -> None:
 @click.option("--variant", "variants", multiple=True, metavar="NAME=MODEL[:WEIGHT][,OPT=VAL]",
               help="An arm; repeat for each. The first is the control unless --control says otherwise.")
 @click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSON definition (fields of an experiment); flags given as well override it.")
+              help="JSON definition: the body of POST /v1/admin/experiments (variants keyed by name, the "
+                   "control keyed 'control') or the stored form (a variants array); flags given as well override it.")
 @click.option("--start", help="Start, ISO-8601 or unix seconds (default now).")
 @click.option("--end", help="End, ISO-8601 or unix seconds (default: until stopped).")
 @click.option("--salt", help="Hash salt (default random); the same salt reproduces the same split.")
@@ -128,11 +129,15 @@ def create(
 
     Example: recsys ab create homepage --variant control=als:1 --variant treatment=ease:1
     """
-    from recsys.abtest.experiments import parse_experiment
+    from recsys.abtest.experiments import parse_experiment, request_to_definition
 
     document: dict[str, Any] = _load_file(file_) if file_ else {}
     if name:
         document["name"] = name
+    if isinstance(document.get("variants"), dict):  # the API's body: validated as the API does
+        document = request_to_definition(document)
+        if variants:
+            del document["control"]  # the --variant flags replace the file's variants
     if variants:
         document["variants"] = [parse_variant(v) for v in variants]
     for key, value in (("salt", salt), ("unit", unit), ("placement", placement), ("control", control), ("description", description)):

@@ -4,7 +4,6 @@ and the loop back into serving (routing, real-time exclusion of clicked items)."
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -55,7 +54,7 @@ def test_events_one_array_or_wrapped(client: FlaskClient, redis_client: redis.Re
     for body, count in ((click("u1", "i1"), 1), ([click("u1", "i2"), click("u2", "i3")], 2), ({"events": [click("u3", "i4")] * 3}, 3)):
         response = client.post("/v1/events", json=body)
         assert response.status_code == 202, response.json
-        assert response.json == {"accepted": count, "stored": count, "duplicates": 0}
+        assert response.json == {"accepted": count, "stored": count, "duplicates": 0, "adjusted": 0}
     assert redis_client.xlen(layout.events) == 6
     _, fields = redis_client.xrange(layout.events, count=1)[0]
     assert tuple(k.decode() for k in fields) == (*EVENT_FIELDS, "event_id")
@@ -80,7 +79,8 @@ def test_bad_batch_is_rejected_whole_with_indexes(client: FlaskClient, redis_cli
         (b"{not json", 400, "not valid JSON"),
         (b"", 400, "empty request body"),
         (b'"click"', 400, "expected an event object"),
-        (json.dumps([click("u", "i")] * (MAX_BATCH_EVENTS + 1)).encode(), 413, str(MAX_BATCH_EVENTS)),
+        # A count the schema states (maxItems): 400 as any other invalid batch; 413 is the bytes.
+        (json.dumps([click("u", "i")] * (MAX_BATCH_EVENTS + 1)).encode(), 400, str(MAX_BATCH_EVENTS)),
         (b"[" + b" " * (MAX_BODY_BYTES + 10) + b"]", 413, str(MAX_BODY_BYTES)),
     ],
 )
@@ -135,7 +135,7 @@ def test_event_type_mapping_onto_an_unknown_type_is_refused_at_start(redis_url: 
 DEFINITION = {
     "name": "home",
     "salt": "pepper",
-    "variants": [{"name": "control", "model": "als"}, {"name": "treatment", "model": "itemknn"}],
+    "variants": {"control": {"model": "als"}, "treatment": {"model": "itemknn"}},
 }
 
 
@@ -188,10 +188,12 @@ def test_admin_create_get_list_stop_report(client: FlaskClient, redis_client: re
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({**DEFINITION, "variants": [{"name": "a", "model": "als"}]}, "variants"),
+        ({**DEFINITION, "variants": {"control": {"model": "als"}}}, "variants"),
+        ({**DEFINITION, "variants": {"a": {"model": "als"}, "b": {"model": "x"}}}, "keyed 'control'"),
+        ({**DEFINITION, "variants": [{"name": "control", "model": "als"}, {"name": "b", "model": "x"}]}, "an object keyed by variant name"),
         ({**DEFINITION, "color": "red"}, "color"),
         ({**DEFINITION, "status": "stopped"}, "status"),
-        ({**DEFINITION, "variants": [{"name": "a", "model": "als", "weight": -1}, {"name": "b", "model": "x"}]}, "weight"),
+        ({**DEFINITION, "variants": {"control": {"model": "als", "weight": -1}, "b": {"model": "x"}}}, "weight"),
         ([DEFINITION], "JSON object"),
     ],
 )

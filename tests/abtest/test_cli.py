@@ -70,6 +70,22 @@ def test_create_from_file_with_flag_override(run, tmp_path) -> None:  # noqa: AN
     assert document["unit"] == "session" and document["salt"] == "s1" and document["name"] == "from-file"
 
 
+def test_create_from_a_file_written_for_the_api(run, tmp_path) -> None:  # noqa: ANN001
+    # The body of POST /v1/admin/experiments works as a --file too: one JSON for both.
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps({"name": "api-shaped", "start": 1_900_000_000, "duration": 3600,
+                                "variants": {"treatment": {"model": "ease", "weight": 2}, "control": {"model": "als"}}}))
+    document = json.loads(run("create", "--file", str(path), "--json").output)
+    assert [(v["name"], v["model"], v["weight"]) for v in document["variants"]] == [("control", "als", 1.0), ("treatment", "ease", 2.0)]
+    assert document["control"] == "control" and document["end"] == 1_900_003_600
+    flags = run("create", "flagged", "--file", str(path), "--placement", "p2", "--variant", "a=als", "--variant", "b=ease", "--json")
+    assert flags.exit_code == 0, flags.output
+    assert json.loads(flags.output)["control"] == "a"  # the flags' variants, their first the control
+    path.write_text(json.dumps({"name": "no-control", "variants": {"a": {"model": "als"}, "b": {"model": "ease"}}}))
+    refused = run("create", "--file", str(path))
+    assert refused.exit_code != 0 and "keyed 'control'" in str(refused.exception)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

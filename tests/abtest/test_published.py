@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from recsys.abtest.assignment import assign
-from recsys.abtest.experiments import Experiment, ExperimentStore
+from recsys.abtest.experiments import ExperimentRequest, ExperimentStore
 from recsys.cli.main import cli
 from recsys.store.keys import KeyLayout
 from serving import create_app
@@ -42,7 +42,8 @@ def ab(redis_url: str, key_prefix: str, *args: str):  # noqa: ANN201 - a click R
 
 
 def definition(name: str = "home", treatment: str = "itemknn", **extra: object) -> dict[str, object]:
-    return {"name": name, "variants": [{"name": "control", "model": "als"}, {"name": "treatment", "model": treatment}], **extra}
+    """An API definition (variants keyed by name, the control under "control")."""
+    return {"name": name, "variants": {"control": {"model": "als"}, "treatment": {"model": treatment}}, **extra}
 
 
 # -------------------------------------------------------------- at creation
@@ -57,7 +58,7 @@ def test_cli_refuses_a_model_that_is_not_published(client: FlaskClient, redis_ur
 
 def test_admin_refuses_a_model_that_is_not_published(client: FlaskClient, redis_client: redis.Redis, layout: KeyLayout) -> None:
     response = client.post("/v1/admin/experiments", json=definition(treatment="svd"), headers=AUTH)
-    assert response.status_code == 400
+    assert response.status_code == 409
     error = response.json["error"]
     assert error["available"] == ["als", "itemknn"] and "svd" in error["message"]
     assert not redis_client.hlen(layout.experiments)
@@ -74,7 +75,7 @@ def test_a_variant_model_that_disappears_breaks_the_experiment(
 ) -> None:
     # A salt that puts u1 or u2 (users with itemknn lists) into the treatment.
     salt = next(f"s{k}" for k in range(100) if "treatment" in
-                {assign(Experiment.model_validate({**definition(), "salt": f"s{k}"}), u) for u in ("u1", "u2")})
+                {assign(ExperimentRequest.model_validate({**definition(), "salt": f"s{k}"}).experiment(), u) for u in ("u1", "u2")})
     assert client.post("/v1/admin/experiments", json=definition(salt=salt), headers=AUTH).status_code == 201
     experiment = ExperimentStore(redis_client, layout).get("home")
     treated = next(u for u in ("u1", "u2") if assign(experiment, u) == "treatment")

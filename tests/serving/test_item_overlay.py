@@ -94,15 +94,19 @@ def test_bulk_update_is_atomic_and_errors_name_the_entry(
     assert "[1].price" in response.get_json()["error"]["message"]
     assert redis_client.hgetall(layout.catalog(version)) == catalog_before and not read_overlay(redis_client, layout)
     for body, message in [({"hidden": True}, "JSON array"), ([{"item_id": "item-1", "colour": "red"}], "unknown field"),
-                          ([{"item_id": "item-1"}], "nothing to change"), ([{"item_id": "x", "hidden": True}] * 2, "twice")]:
+                          ([{"item_id": "item-1"}], "nothing to change")]:
         answer = client.patch("/v1/admin/items", json=body, headers=AUTH)
         assert answer.status_code == 400 and message in answer.get_json()["error"]["message"], answer.get_json()
     assert client.patch("/v1/admin/items", json=[{"item_id": "item-1", "hidden": True}]).status_code == 401
-    good = [{"item_id": "item-1", "hidden": True}, {"item_id": "item-2", "in_stock": False}, {"item_id": "new-item", "price": 5}]
+    # An item named twice gets both entries, in order (an upsert): one receipt entry per item.
+    good = [{"item_id": "item-1", "hidden": True}, {"item_id": "item-2", "in_stock": False}, {"item_id": "new-item", "price": 5},
+            {"item_id": "item-2", "price": 1.5}]
     receipt = client.patch("/v1/admin/items", json=good, headers=AUTH).get_json()
+    assert receipt["updated"] == 3 and [i["item_id"] for i in receipt["items"]] == ["item-1", "item-2", "new-item"]
     assert [i["versions_changed"] for i in receipt["items"]] == [1, 1, 0]  # new-item is in no version yet
+    assert receipt["items"][1]["overlay"] == {"in_stock": False, "price": 1.5}
     stored = {k.decode(): orjson.loads(v) for k, v in redis_client.hgetall(layout.catalog(version)).items()}
-    assert stored["item-1"]["hidden"] is True and stored["item-2"]["in_stock"] is False
+    assert stored["item-1"]["hidden"] is True and stored["item-2"]["in_stock"] is False and stored["item-2"]["price"] == 1.5
     assert set(read_overlay(redis_client, layout)) == {"item-1", "item-2", "new-item"}
 
 

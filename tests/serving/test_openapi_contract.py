@@ -80,17 +80,38 @@ def test_invalid_utf8_and_newline_in_a_path_are_400_json(api: tuple[FlaskClient,
         assert response.json["error"]["field"] == field
 
 
+AB = {"control": {"model": "als"}, "b": {"model": "itemknn"}}
+
+
 @pytest.mark.parametrize(
     "definition",
     [
-        {"name": "ok", "variants": [{"name": "a", "model": "als"}, {"name": "b", "model": "itemknn"}]},
-        {"name": "ok", "placement": "home", "variants": [{"name": "a", "model": "als"}, {"name": "b", "model": "itemknn", "weight": 2}]},
-        {"name": "bad name", "variants": [{"name": "a", "model": "als"}, {"name": "b", "model": "itemknn"}]},
-        {"name": "ok", "variants": [{"name": "broken", "model": "als"}, {"name": "b", "model": "itemknn"}]},
-        {"name": "ok", "variants": [{"name": "a", "model": "als"}, {"name": "b", "model": "itemknn", "options": {"colour": "red"}}]},
-        {"name": "ok", "status": "stopped", "variants": [{"name": "a", "model": "als"}, {"name": "b", "model": "itemknn"}]},
-        {"name": "ok", "variants": [{"name": "a", "model": "als"}, {"name": "b", "model": "itemknn", "weight": 0}]},
-        {"name": "ok", "placement": "", "variants": [{"name": "a", "model": "als"}, {"name": "b", "model": "itemknn"}]},
+        {"name": "ok", "variants": AB},
+        {"name": "ok", "placement": "home", "variants": {"control": {"model": "als"}, "b": {"model": "itemknn", "weight": 2}}},
+        {"name": "ok", "variants": AB, "start": 1_700_000_000, "duration": 86400, "salt": "s", "unit": "session"},
+        {"name": "ok", "variants": AB, "duration": None, "description": "x" * 500},
+        {"name": "ok", "variants": {"control": {"model": "als", "options": {"exclude_recent": False, "fallback": "none"}}, "b": {"model": "als"}}},
+        {"name": "bad name", "variants": AB},
+        {"name": "ok", "variants": {"broken": {"model": "als"}, "control": {"model": "itemknn"}}},
+        {"name": "ok", "variants": {"a": {"model": "als"}, "b": {"model": "itemknn"}}},
+        {"name": "ok", "variants": {"control": {"model": "als"}}},
+        {"name": "ok", "variants": {"control": {"model": "als"}, "b b": {"model": "als"}}},
+        {"name": "ok", "variants": {"control": {"model": "als"}, "b": {"model": "itemknn", "options": {"colour": "red"}}}},
+        {"name": "ok", "variants": {"control": {"model": "als"}, "b": {"model": "itemknn", "options": {"fallback": "popullar"}}}},
+        {"name": "ok", "variants": {"control": {"model": "als"}, "b": {"model": "itemknn", "options": {"exclude_recent": "false"}}}},
+        {"name": "ok", "status": "stopped", "variants": AB},
+        {"name": "ok", "control": "b", "variants": AB},
+        {"name": "ok", "end": 2_000_000_000, "variants": AB},
+        {"name": "ok", "variants": {"control": {"model": "als"}, "b": {"model": "itemknn", "weight": 0}}},
+        {"name": "ok", "variants": {"control": {"model": "als"}, "b": {"model": "itemknn", "weight": "2"}}},
+        {"name": "ok", "variants": {"control": {"model": "als"}, "b": {"model": "itemknn", "weight": 1e308}}},
+        {"name": "ok", "variants": {"control": {"model": "als", "name": "control"}, "b": {"model": "itemknn"}}},
+        {"name": "ok", "placement": "", "variants": AB},
+        {"name": "ok", "variants": AB, "start": -1},
+        {"name": "ok", "variants": AB, "start": 1e12},
+        {"name": "ok", "variants": AB, "duration": 0.5},
+        {"name": "ok", "variants": AB, "salt": None},
+        {"name": "ok", "variants": [{"name": "control", "model": "als"}, {"name": "b", "model": "itemknn"}]},
     ],
 )
 def test_experiment_definitions(make_app, published: FakeVersion, definition: dict[str, Any]) -> None:  # noqa: ANN001
@@ -104,6 +125,7 @@ def test_experiment_definitions(make_app, published: FakeVersion, definition: di
 def test_publish_meta_helper_is_enough_for_experiments(make_app, redis_client, layout) -> None:  # noqa: ANN001
     publish_meta(redis_client, layout, "meta-only", ["als"])
     client = make_app(admin_token=ADMIN).test_client()
-    body = {"name": "m", "variants": [{"name": "a", "model": "als"}, {"name": "b", "model": "ease"}]}
+    body = {"name": "m", "variants": {"control": {"model": "als"}, "b": {"model": "ease"}}}
     response = client.post("/v1/admin/experiments", json=body, headers={"Authorization": f"Bearer {ADMIN}"})
-    assert response.status_code == 400 and response.json["error"]["available"] == ["als"]
+    # A well-formed definition the live version cannot serve: a conflict with its state.
+    assert response.status_code == 409 and response.json["error"]["available"] == ["als"]

@@ -4,6 +4,7 @@ response's schema; and the request bodies the API accepts are those the schema a
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -151,3 +152,190 @@ def test_dashboard_experiment_filter_takes_any_text(api, value: str) -> None:  #
     schema = next(p for p in document["paths"]["/dashboard"]["get"]["parameters"] if p["name"] == "experiment")["schema"]
     assert allowed(schema, value)
     assert client.get("/dashboard", query_string={"experiment": value}, headers=AUTH).status_code == 200
+
+
+# ------------------------------------------- rules JSON Schema could not state, reshaped
+EXPERIMENTS = "/v1/admin/experiments"
+ARMS = {"control": {"model": "als"}, "treatment": {"model": "itemknn", "weight": 3}}
+
+
+def test_an_event_stamped_ahead_of_the_clock_is_stored_at_its_arrival(api, redis_client, layout) -> None:  # noqa: ANN001
+    # The failure: more than 5 minutes ahead was a 400 (a rule about the server's clock that
+    # no schema can state). The event is stored with the time it arrived, and counted.
+    client, document = api
+    now = time.time()
+    events = [
+        {"type": "click", "user_id": "u1", "item_id": "i1", "timestamp": now + 3600},
+        {"type": "click", "user_id": "u1", "item_id": "i2", "timestamp": now * 1000},  # milliseconds
+        {"type": "click", "user_id": "u1", "item_id": "i3", "timestamp": "9999-12-31T23:59:59Z"},
+        {"type": "click", "user_id": "u1", "item_id": "i4", "timestamp": now - 60},
+    ]
+    assert allowed(request_body(document, "/v1/events", "post"), events, document)
+    response = client.post("/v1/events", json=events)
+    assert response.status_code == 202 and response.json["adjusted"] == 3, response.json
+    documented(document, "/v1/events", "post", response)
+    stored = [float(f[b"timestamp"]) for _, f in redis_client.xrange(layout.events)]
+    assert all(now - 1 <= t <= time.time() + 1 for t in stored[:3]) and stored[3] == pytest.approx(now - 60, abs=0.001)
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "recsys_events_adjusted_total 3.0" in metrics
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [(42.0, "42"), (-(2**53 - 1), str(-(2**53 - 1))), (float(2**53 - 1), str(2**53 - 1)), (0, "0")],
+)
+def test_whole_number_ids_are_exact_within_the_schemas_bounds(api, redis_client, layout, value: float, stored: str) -> None:  # noqa: ANN001
+    # The failure: 42.0 is an integer to JSON Schema but was refused as a float, and the
+    # schema allowed integers up to 2**64, which a parser holding doubles cannot keep exact.
+    client, document = api
+    event = {"type": "view", "user_id": value, "item_id": value, "event_id": value}
+    assert allowed(request_body(document, "/v1/events", "post"), event, document)
+    response = client.post("/v1/events", json=event)
+    assert response.status_code == 202, response.json
+    (_, fields), = redis_client.xrange(layout.events)
+    assert (fields[b"user_id"], fields[b"item_id"], fields[b"event_id"]) == (stored.encode(),) * 3
+
+
+@pytest.mark.parametrize("value", [2**53, -(2**53), 2**63, 1e19, 7.5])
+def test_ids_beyond_the_exact_range_are_outside_the_schema_and_refused(api, value: float) -> None:  # noqa: ANN001
+    client, document = api
+    event = {"type": "view", "user_id": "u1", "item_id": value}
+    assert not allowed(request_body(document, "/v1/events", "post"), event, document)
+    response = client.post("/v1/events", json=event)
+    assert response.status_code == 400 and response.json["error"]["problems"][0]["field"] == "item_id"
+
+
+@pytest.mark.parametrize(
+    ("stamp", "ok"),
+    [
+        ("2026-12-02T13:45:00Z", True), ("2026-12-02t13:45:00.123z", True), ("2026-12-02 13:45", True),
+        ("2026-12-02T13:45:00+05:30", True), ("2024-02-29", True), ("2000-01-01T00:00:00-01:00", True),
+        ("1750000000", True), ("946684800.5", True),
+        ("yesterday", False), ("2025-02-29", False), ("2026-04-31T00:00Z", False), ("1999-12-31T23:59:59Z", False),
+        ("2000-01-01T00:30:00+01:00", False), ("946684799", False), ("1.75e9", False), (" 1750000000", False),
+        ("2026-12-02T24:00:00Z", False), ("", False),
+    ],
+)
+def test_timestamp_strings_the_schema_allows_are_stored_and_the_others_refused(api, stamp: str, ok: bool) -> None:  # noqa: ANN001
+    # The failure: any string was schema-valid, and most were refused.
+    client, document = api
+    event = {"type": "view", "user_id": "u1", "item_id": "i1", "timestamp": stamp}
+    assert allowed(request_body(document, "/v1/events", "post"), event, document) is ok
+    response = client.post("/v1/events", json=event)
+    assert response.status_code == (202 if ok else 400), response.json
+    documented(document, "/v1/events", "post", response)
+
+
+def test_the_timestamp_pattern_holds_exactly_the_real_dates_from_2000() -> None:
+    import datetime as dt
+    import re
+
+    from recsys.abtest.events import TIMESTAMP_PATTERN
+
+    pattern = re.compile(TIMESTAMP_PATTERN)
+    for year in (*range(2000, 2030), 2100, 2400, 2800, 2900, 9996, 9999):
+        for month in range(1, 13):
+            for day in range(1, 32):
+                text = f"{year:04d}-{month:02d}-{day:02d}"
+                try:
+                    real = dt.date(year, month, day) is not None
+                except ValueError:
+                    real = False
+                assert bool(pattern.fullmatch(text + "T12:00:00Z")) is real, text
+
+
+def test_an_event_id_twice_in_a_batch_stores_the_first(api, redis_client, layout) -> None:  # noqa: ANN001
+    client, document = api
+    events = [{"type": "view", "user_id": "u1", "item_id": f"i{k}", "event_id": "e1"} for k in range(2)]
+    assert allowed(request_body(document, "/v1/events", "post"), events, document)
+    response = client.post("/v1/events", json=events)
+    assert response.status_code == 202 and response.json == {"accepted": 2, "stored": 1, "duplicates": 1, "adjusted": 0}
+    documented(document, "/v1/events", "post", response)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [{"type": "view", "user_id": "u1", "item_id": "i1"}] * 501,
+        {"events": [{"type": "view", "user_id": "u1", "item_id": "i1"}], "source": "web"},
+    ],
+)
+def test_batches_the_schema_excludes_are_400(api, body: Any) -> None:  # noqa: ANN001
+    # The failures: more than 500 events was schema-valid (and a 413); an extra key beside
+    # "events" was schema-valid (and read as one unknown event).
+    client, document = api
+    assert not allowed(request_body(document, "/v1/events", "post"), body, document)
+    response = client.post("/v1/events", json=body)
+    assert response.status_code == 400
+    documented(document, "/v1/events", "post", response)
+
+
+def test_a_bulk_update_naming_an_item_twice_applies_its_entries_in_order(api) -> None:  # noqa: ANN001
+    # The failure: a duplicate item_id was a 400 the schema could not state. Now an upsert:
+    # the later entry overrides the fields it gives, as a second call would.
+    client, document = api
+    body = [
+        {"item_id": "i1", "price": 9.5, "in_stock": False},
+        {"item_id": "i2", "hidden": True},
+        {"item_id": "i1", "in_stock": True, "hidden": True},
+        {"item_id": "i1", "price": 12.0},
+    ]
+    assert allowed(request_body(document, "/v1/admin/items", "patch"), body, document)
+    response = client.patch("/v1/admin/items", json=body, headers=AUTH)
+    assert response.status_code == 200, response.json
+    documented(document, "/v1/admin/items", "patch", response)
+    receipt = response.json
+    assert receipt["updated"] == 2 and [i["item_id"] for i in receipt["items"]] == ["i1", "i2"]
+    assert receipt["items"][0]["overlay"] == {"price": 12.0, "hidden": True}  # in_stock back to the file's true
+    assert client.get("/v1/items/i2/similar").status_code == 200  # served, never listed
+    assert all(e["item_id"] not in ("i1", "i2") for e in client.get("/v1/popular?n=20").json["items"])
+
+
+def test_experiment_variants_are_keyed_by_name_with_the_control_under_control(api, redis_client, layout) -> None:  # noqa: ANN001
+    # The failure: variants as an array let a schema-valid body repeat a name or name a
+    # control that is no variant (400). Keyed by name, with the control's key required,
+    # both hold by construction.
+    client, document = api
+    schema = request_body(document, EXPERIMENTS, "post")
+    body = {"name": "exp", "variants": {"treatment": ARMS["treatment"], "control": ARMS["control"]}, "duration": 600}
+    assert allowed(schema, body, document)
+    response = client.post(EXPERIMENTS, json=body, headers=AUTH)
+    assert response.status_code == 201, response.json
+    documented(document, EXPERIMENTS, "post", response)
+    stored = response.json
+    # Stored control first, then by name, whatever order the encoder wrote the keys in.
+    assert [(v["name"], v["model"], v["weight"]) for v in stored["variants"]] == [("control", "als", 1.0), ("treatment", "itemknn", 3.0)]
+    assert stored["control"] == "control" and stored["end"] == stored["start"] + 600
+
+    for refused in (
+        {"name": "x", "variants": {"a": {"model": "als"}, "b": {"model": "itemknn"}}},  # no control
+        {"name": "x", "variants": [{"name": "a", "model": "als"}, {"name": "a", "model": "itemknn"}]},  # the old form
+        {"name": "x", "variants": ARMS, "control": "treatment"},
+        {"name": "x", "variants": ARMS, "end": 2_000_000_000},  # "duration" (end before start: no such body)
+    ):
+        assert not allowed(schema, refused, document), refused
+        answer = client.post(EXPERIMENTS, json=refused, headers=AUTH)
+        assert answer.status_code == 400, (refused, answer.json)
+        documented(document, EXPERIMENTS, "post", answer)
+
+
+def test_a_variant_model_the_live_version_lacks_is_a_documented_409(api) -> None:  # noqa: ANN001
+    client, document = api
+    body = {"name": "exp", "variants": {"control": {"model": "als"}, "b": {"model": "svd"}}}
+    assert allowed(request_body(document, EXPERIMENTS, "post"), body, document)
+    response = client.post(EXPERIMENTS, json=body, headers=AUTH)
+    assert response.status_code == 409 and response.json["error"]["available"] == ["als", "itemknn"]
+    documented(document, EXPERIMENTS, "post", response)
+
+
+@pytest.mark.parametrize(("query", "status"), [("offset=10000000", 404), ("offset=10000001", 400), ("offset=%C2%B2", 400)])
+def test_audience_paging_bounds_are_the_schemas(api, query: str, status: int) -> None:  # noqa: ANN001
+    # The failures: offsets over 10,000,000 were schema-valid and refused; "²" (a digit to
+    # str.isdigit, not to int) was a 500.
+    client, document = api
+    path = "/v1/admin/audiences/{name}"
+    schema = next(p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "offset")["schema"]
+    assert allowed(schema, 10_000_000) and not allowed(schema, 10_000_001)
+    response = client.get(f"/v1/admin/audiences/nobody?{query}", headers=AUTH)
+    assert response.status_code == status
+    documented(document, path, "get", response)
