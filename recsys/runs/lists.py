@@ -277,6 +277,7 @@ class RunList:
         directory: Path | None = None,
         table: pa.Table | None = None,
         rows: int | None = None,
+        reason: str | None = None,
     ) -> None:
         if kind not in LIST_KINDS:
             raise DataError(f"unknown list kind {kind!r} (allowed: {', '.join(LIST_KINDS)})")
@@ -286,6 +287,8 @@ class RunList:
         self.directory = directory
         self.table = table
         self.expected_rows = rows if rows is not None else (table.num_rows if table is not None else None)
+        #: The reason type of entries without a because item, as the run recorded it (None: not recorded).
+        self.reason = reason
 
     @property
     def name(self) -> str:
