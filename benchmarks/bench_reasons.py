@@ -1,0 +1,232 @@
+"""Benchmark of explanations (issue #19): what because items cost in training time and in
+published bytes per user-list entry.
+
+Each scenario trains the same data twice, with ``lists.reasons = false`` and ``true``, and
+publishes both runs (keys under a throw-away prefix, deleted afterwards). Reported:
+
+* training: wall and CPU seconds of ``train`` for both runs; the seconds the run spent
+  finding because items (``because_seconds`` of each list in metadata.json, measured
+  inside the run, so not blurred by the difference of two runs on a busy machine), and
+  each model's user-list step with and without them;
+* bytes per user-list entry of each model: the blobs of the run without reasons; the
+  blobs with reasons (their ``"b"`` field) and, for all explaining models together, plus
+  the version's ``because-items`` hash (fields and values) spread over their entries;
+  ``MEMORY USAGE`` of the user-list hashes in both versions.
+
+Scenarios: ``ml100k`` (MovieLens 100K, ``--datasets``), ``1m`` (the synthetic shop of
+benchmarks/bench_pipeline.py: 50,000 users x 5,000 items, 1M events).
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_reasons.py --scenarios ml100k,1m --json reasons.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import orjson  # noqa: E402
+import redis  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pipeline import SYNTHETIC, delete_prefix, machine  # noqa: E402
+
+from recsys.pipeline.config import parse_config  # noqa: E402
+from recsys.pipeline.train import train  # noqa: E402
+from recsys.publish.publisher import Publisher  # noqa: E402
+from recsys.store.keys import KeyLayout  # noqa: E402
+
+#: Models per scenario: every model that explains, and others for comparison. userknn
+#: (no because items) is left out at 1M, where its fit alone takes minutes.
+MODELS = {
+    "ml100k": ["popular", "itemknn", "userknn", "als", "ease", "content", "rules", "ranker"],
+    "1m": ["popular", "itemknn", "als", "ease", "content", "rules"],
+}
+#: The ranker's parameters (its default candidates: ease, itemknn, als, popular).
+PARAMS: dict[str, dict[str, Any]] = {"als": {"random_state": 0}}
+
+
+def hash_bytes(client: redis.Redis, key: str) -> tuple[int, int]:
+    """(bytes of fields + values, fields) of a hash."""
+    total = fields = 0
+    for field, value in client.hscan_iter(key, count=1000):
+        total += len(field) + len(value)
+        fields += 1
+    return total, fields
+
+
+def list_bytes(client: redis.Redis, key: str) -> dict[str, int]:
+    """Blob bytes, the bytes of their ``"b"`` fields (``,"b":"..."``) and entries of a user-list hash."""
+    total = because = entries = 0
+    for _, blob in client.hscan_iter(key, count=1000):
+        document = orjson.loads(blob)
+        total += len(blob)
+        entries += len(document["i"])
+        if "b" in document:
+            because += len(document["b"]) + len(',"b":""')
+    return {"bytes": total, "because_bytes": because, "entries": entries}
+
+
+def run_once(config_doc: dict[str, Any], reasons: bool, client: redis.Redis, prefix: str, work: Path) -> dict[str, Any]:
+    config_doc = {**config_doc, "lists": {**config_doc["lists"], "reasons": reasons}}
+    config = parse_config(config_doc, source="bench_reasons")
+    started, cpu_started = time.perf_counter(), time.process_time()
+    run_dir = train(config, work / ("runs-on" if reasons else "runs-off"), show_progress=False)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    layout = KeyLayout(prefix)
+    result = Publisher(client, layout, show_progress=False).publish_run(run_dir)
+    version = result.version
+    lists = {}
+    for entry in metadata["lists"]:
+        if entry["kind"] != "user":
+            continue
+        key = layout.user_recs(version, entry["model"])
+        lists[entry["model"]] = {
+            **list_bytes(client, key),
+            "redis_memory": int(client.memory_usage(key, samples=0) or 0),
+            "step_seconds": metadata["timings"][f"lists.user.{entry['model']}"],
+            "step_cpu_seconds": metadata["cpu_seconds"][f"lists.user.{entry['model']}"],
+            "because_seconds": entry.get("because_seconds"),
+            "reason": entry.get("reason"),
+        }
+    codes_bytes, codes = hash_bytes(client, layout.because_items(version))
+    delete_prefix(client, prefix)
+    shutil.rmtree(run_dir.parent, ignore_errors=True)
+    return {
+        "train_seconds": round(seconds, 2),
+        "train_cpu_seconds": round(cpu, 2),
+        "because_seconds": round(sum(v["because_seconds"] or 0 for v in lists.values()), 2),
+        "lists": lists,
+        "because_items_hash": {"bytes": codes_bytes, "fields": codes},
+        "counts": metadata["counts"],
+    }
+
+
+def scenario(name: str, data: Path, data_format: str, client: redis.Redis, prefix: str, work: Path) -> dict[str, Any]:
+    models = MODELS[name]
+    config_doc = {
+        "data": {"path": str(data), "format": data_format},
+        "models": {m: PARAMS.get(m, {}) for m in models},
+        "lists": {"user_n": 20, "similar_n": 20, "together_n": 10, "popular_n": 50},
+        "selection": {"enabled": False},
+        "publish": {"keep_versions": 1},
+    }
+    off = run_once(config_doc, False, client, prefix, work)
+    on = run_once(config_doc, True, client, prefix, work)
+    per_model = {}
+    explained = {"off": 0, "on": 0, "entries": 0}
+    for model, after in on["lists"].items():
+        before = off["lists"][model]
+        per_model[model] = {
+            "reason": after["reason"],
+            "bytes_per_entry_off": round(before["bytes"] / before["entries"], 3),
+            "bytes_per_entry_on": round(after["bytes"] / after["entries"], 3),
+            "bytes_per_entry_on_without_b": round((after["bytes"] - after["because_bytes"]) / after["entries"], 3),
+            "growth": round(after["bytes"] / before["bytes"] * before["entries"] / after["entries"], 4),
+            "redis_memory_mb_off_on": [round(before["redis_memory"] / 2**20, 2), round(after["redis_memory"] / 2**20, 2)],
+            "lists_seconds_off_on": [before["step_seconds"], after["step_seconds"]],
+            "lists_cpu_seconds_off_on": [before["step_cpu_seconds"], after["step_cpu_seconds"]],
+            "because_seconds": after["because_seconds"],
+        }
+        if after["because_bytes"]:
+            explained["off"] += before["bytes"]
+            explained["on"] += after["bytes"]
+            explained["entries"] += after["entries"]
+    hash_share = on["because_items_hash"]["bytes"]
+    overall = None
+    if explained["entries"]:
+        overall = {
+            "entries": explained["entries"],
+            "bytes_per_entry_off": round(explained["off"] / explained["entries"], 3),
+            "bytes_per_entry_on": round(explained["on"] / explained["entries"], 3),
+            "bytes_per_entry_on_with_hash": round((explained["on"] + hash_share) / explained["entries"], 3),
+            "growth_with_hash": round((explained["on"] + hash_share) / explained["off"], 4),
+        }
+    return {
+        "scenario": name,
+        "counts": on["counts"],
+        "models": models,
+        "train_seconds_off_on": [off["train_seconds"], on["train_seconds"]],
+        "train_cpu_seconds_off_on": [off["train_cpu_seconds"], on["train_cpu_seconds"]],
+        "because_seconds": on["because_seconds"],
+        "because_share_of_run": round(on["because_seconds"] / on["train_seconds"], 4),
+        "because_items_hash": on["because_items_hash"],
+        "explaining_models": overall,
+        "per_model": per_model,
+    }
+
+
+def print_result(result: dict[str, Any]) -> None:
+    c = result["counts"]
+    print(f"\n== {result['scenario']}: {c['interactions']:,} interactions, {c['users']:,} users x {c['items']:,} items")
+    off, on = result["train_seconds_off_on"]
+    cpu_off, cpu_on = result["train_cpu_seconds_off_on"]
+    print(f"train: {off:.2f} s without reasons, {on:.2f} s with ({cpu_off:.2f} / {cpu_on:.2f} s CPU); "
+          f"because items: {result['because_seconds']:.2f} s = {100 * result['because_share_of_run']:.1f}% of the run")
+    print(f"{'model':<9} {'reason':<14} {'B/entry off':>11} {'on':>7} {'growth':>7} {'lists s off -> on':>18} {'because s':>9}")
+    for model, row in result["per_model"].items():
+        lists_off, lists_on = row["lists_seconds_off_on"]
+        because = f"{row['because_seconds']:.2f}" if row["because_seconds"] is not None else "-"
+        print(f"{model:<9} {row['reason']:<14} {row['bytes_per_entry_off']:>11.2f} {row['bytes_per_entry_on']:>7.2f} "
+              f"{100 * (row['growth'] - 1):>6.1f}% {lists_off:>8.2f} -> {lists_on:>6.2f} {because:>9}")
+    overall = result["explaining_models"]
+    if overall:
+        hash_info = result["because_items_hash"]
+        print(f"explaining models together: {overall['bytes_per_entry_off']:.2f} -> {overall['bytes_per_entry_on']:.2f} B/entry, "
+              f"{overall['bytes_per_entry_on_with_hash']:.2f} with the because-items hash ({hash_info['fields']:,} codes, "
+              f"{hash_info['bytes']:,} B): growth {100 * (overall['growth_with_hash'] - 1):.1f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default="ml100k,1m")
+    parser.add_argument("--redis", default=os.environ.get("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--datasets", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    client = redis.Redis.from_url(args.redis, socket_timeout=60)
+    info = machine()
+    info["redis"] = client.info("server")["redis_version"]
+    info["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]
+    prefix = f"bench-reasons:{uuid.uuid4().hex[:8]}:"
+    work = Path(tempfile.mkdtemp(prefix="bench-reasons-"))
+    results = []
+    try:
+        for name in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
+            if name == "ml100k":
+                results.append(scenario(name, args.datasets / "ml-100k", "movielens-100k", client, prefix, work))
+            elif name in SYNTHETIC and name in MODELS:
+                from recsys.cli.demo import write_demo_data
+
+                sizes = SYNTHETIC[name]
+                write_demo_data(work / name, sizes["users"], sizes["items"], sizes["interactions"], seed=0)
+                results.append(scenario(name, work / name, "auto", client, prefix, work))
+                shutil.rmtree(work / name, ignore_errors=True)
+            else:
+                parser.error(f"unknown scenario {name!r} (ml100k, 1m)")
+            results[-1]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+            print_result(results[-1])
+            sys.stdout.flush()
+            if args.json:
+                args.json.write_text(json.dumps({"machine": info, "results": results}, indent=2))
+    finally:
+        delete_prefix(client, prefix)
+        shutil.rmtree(work, ignore_errors=True)
+        client.close()
+
+
+if __name__ == "__main__":
+    main()
