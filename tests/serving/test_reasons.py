@@ -254,3 +254,13 @@ def test_the_schema_requires_a_reason_on_user_entries(api) -> None:  # noqa: ANN
     assert not allowed(schema, {**entry, "reason": {"type": "because", "item_id": "i2"}}, document)
     assert not allowed(schema, {**entry, "reason": {"type": "popular"}}, document)
     assert not allowed(schema, {**entry, "reason": {"type": "why not"}}, document)
+
+
+def test_the_console_user_page_shows_the_reasons(explained: dict[str, Any], redis_url: str) -> None:
+    from serving import create_app
+
+    app = create_app({"REDIS_URL": redis_url, "KEY_PREFIX": explained["prefix"], "TESTING": True, "ADMIN_TOKEN": "why"})
+    html = app.test_client().get("/console/users?user_id=reader-0", headers={"Authorization": "Bearer why"}).get_data(as_text=True)
+    assert 'data-reason="because"' in html and "because of <a href=\"/console/items?item_id=b" in html
+    assert 'data-reason="similar_users"' in html and 'data-reason="personalized"' in html
+    assert 'data-reason="popular"' in html
