@@ -37,7 +37,7 @@ from recsys.data import schema
 from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
 from recsys.models.base import ModelConfig, Recommender, diagonal, sparse_from_arrays, sparse_to_arrays, top_n, top_n_sparse
-from recsys.models.explain import because_items, checked_pairs
+from recsys.models.explain import EXPLAIN_CHUNK_TERMS, because_items, checked_pairs, sparse_pair_weights
 
 TextField = Literal["title", "description", "category"]
 
@@ -280,11 +280,44 @@ class ContentRecommender(Recommender):
         if self._config.profile == "mean":
             weights = weights.copy()
             weights.data = np.ones_like(weights.data)
+        out = np.full(len(users), -1, dtype=np.int64)
+        # Pairs in chunks of about EXPLAIN_CHUNK_TERMS (pair, seen item) terms.
+        ends = np.cumsum(np.diff(weights.indptr)[users] * (items >= 0))
+        bounds = np.searchsorted(ends, np.arange(EXPLAIN_CHUNK_TERMS, int(ends[-1]) if len(ends) else 0, EXPLAIN_CHUNK_TERMS))
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(users)], strict=True):
+            if hi > lo:
+                cosines = sparse_pair_weights(self._pair_cosines(weights, users[lo:hi], items[lo:hi]))
+                out[lo:hi] = because_items(weights, users[lo:hi], items[lo:hi], cosines)
+        return out
 
-        def cosine(seen: np.ndarray, targets: np.ndarray) -> np.ndarray:
-            return np.asarray(self.item_tfidf[seen].multiply(self.item_tfidf[targets]).sum(axis=1)).ravel()
+    def _pair_cosines(self, weights: sp.csr_matrix, users: np.ndarray, items: np.ndarray) -> sp.csr_matrix:
+        """cos(i, j) for every seen item ``i`` of each pair's user and the pair's item ``j``,
+        as a sparse items x items matrix (0 = no shared term).
 
-        return because_items(weights, users, items, cosine)
+        One sparse product for all pairs: each user's seen items and list items get term
+        columns of their own (term + user slot * n_terms), so ``A @ B.T`` holds only the
+        products of a user's history with that user's items (block-diagonal), without
+        gathering the TF-IDF rows of every (pair, seen item) term.
+        """
+        valid = items >= 0
+        pair_users, pair_items = users[valid], items[valid]
+        slots, slot_of = np.unique(pair_users, return_inverse=True)
+        history = weights[slots]
+        seen = history.indices.astype(np.int64)
+        seen_slot = np.repeat(np.arange(len(slots)), np.diff(history.indptr))
+        n_terms = self.item_tfidf.shape[1]
+
+        def shifted(rows: np.ndarray, row_slots: np.ndarray) -> sp.csr_matrix:
+            block = self.item_tfidf[rows]
+            columns = block.indices.astype(np.int64) + np.repeat(row_slots.astype(np.int64), np.diff(block.indptr)) * n_terms
+            return sp.csr_matrix((block.data, columns, block.indptr), shape=(len(rows), max(1, len(slots)) * n_terms))
+
+        products = (shifted(seen, seen_slot) @ shifted(pair_items, slot_of).T).tocoo()
+        keys = seen[products.row] * self.n_items + pair_items[products.col]
+        keys, first = np.unique(keys, return_index=True)
+        return sp.csr_matrix(
+            (products.data[first], (keys // self.n_items, keys % self.n_items)), shape=(self.n_items, self.n_items)
+        )
 
     # ------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
