@@ -11,7 +11,10 @@ publishes both runs (keys under a throw-away prefix, deleted afterwards). Report
 * bytes per user-list entry of each model: the blobs of the run without reasons; the
   blobs with reasons (their ``"b"`` field) and, for all explaining models together, plus
   the version's ``because-items`` hash (fields and values) spread over their entries;
-  ``MEMORY USAGE`` of the user-list hashes in both versions.
+  ``MEMORY USAGE`` of the user-list hashes in both versions;
+* the list script's latency per model (``Reader.user``, top-10 of random known users, one
+  connection, one call after the other: round trip included), with and without reasons:
+  what resolving because items and their titles adds to a request.
 
 Scenarios: ``ml100k`` (MovieLens 100K, ``--datasets``), ``1m`` (the synthetic shop of
 benchmarks/bench_pipeline.py: 50,000 users x 5,000 items, 1M events).
@@ -35,6 +38,7 @@ from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import redis  # noqa: E402
 
@@ -45,6 +49,7 @@ from recsys.pipeline.config import parse_config  # noqa: E402
 from recsys.pipeline.train import train  # noqa: E402
 from recsys.publish.publisher import Publisher  # noqa: E402
 from recsys.store.keys import KeyLayout  # noqa: E402
+from serving.reader import Reader  # noqa: E402
 
 #: Models per scenario: every model that explains, and others for comparison. userknn
 #: (no because items) is left out at 1M, where its fit alone takes minutes.
@@ -77,7 +82,23 @@ def list_bytes(client: redis.Redis, key: str) -> dict[str, int]:
     return {"bytes": total, "because_bytes": because, "entries": entries}
 
 
-def run_once(config_doc: dict[str, Any], reasons: bool, client: redis.Redis, prefix: str, work: Path) -> dict[str, Any]:
+def script_latency(client: redis.Redis, layout: KeyLayout, model: str, users: list[str], calls: int) -> float:
+    """Median microseconds of one top-10 read of ``model``'s list for a random known user."""
+    reader = Reader(client, layout)
+    rng = np.random.default_rng(0)
+    for user in users[:50]:  # warm up: script loaded, metadata cached
+        reader.user(user, 10, lambda _m: model)
+    times = []
+    for k in rng.integers(0, len(users), calls):
+        started = time.perf_counter()
+        reader.user(users[k], 10, lambda _m: model)
+        times.append(time.perf_counter() - started)
+    return round(float(np.median(times)) * 1e6, 1)
+
+
+def run_once(
+    config_doc: dict[str, Any], reasons: bool, client: redis.Redis, prefix: str, work: Path, calls: int
+) -> dict[str, Any]:
     config_doc = {**config_doc, "lists": {**config_doc["lists"], "reasons": reasons}}
     config = parse_config(config_doc, source="bench_reasons")
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -92,12 +113,15 @@ def run_once(config_doc: dict[str, Any], reasons: bool, client: redis.Redis, pre
         if entry["kind"] != "user":
             continue
         key = layout.user_recs(version, entry["model"])
+        users = [k.decode() for k in client.hkeys(key)]
         lists[entry["model"]] = {
+            "script_us": script_latency(client, layout, entry["model"], users, calls) if calls else None,
             **list_bytes(client, key),
             "redis_memory": int(client.memory_usage(key, samples=0) or 0),
             "step_seconds": metadata["timings"][f"lists.user.{entry['model']}"],
             "step_cpu_seconds": metadata["cpu_seconds"][f"lists.user.{entry['model']}"],
             "because_seconds": entry.get("because_seconds"),
+            "because_cpu_seconds": entry.get("because_cpu_seconds"),
             "reason": entry.get("reason"),
         }
     codes_bytes, codes = hash_bytes(client, layout.because_items(version))
@@ -107,13 +131,16 @@ def run_once(config_doc: dict[str, Any], reasons: bool, client: redis.Redis, pre
         "train_seconds": round(seconds, 2),
         "train_cpu_seconds": round(cpu, 2),
         "because_seconds": round(sum(v["because_seconds"] or 0 for v in lists.values()), 2),
+        "because_cpu_seconds": round(sum(v["because_cpu_seconds"] or 0 for v in lists.values()), 2),
         "lists": lists,
         "because_items_hash": {"bytes": codes_bytes, "fields": codes},
         "counts": metadata["counts"],
     }
 
 
-def scenario(name: str, data: Path, data_format: str, client: redis.Redis, prefix: str, work: Path) -> dict[str, Any]:
+def scenario(
+    name: str, data: Path, data_format: str, client: redis.Redis, prefix: str, work: Path, calls: int
+) -> dict[str, Any]:
     models = MODELS[name]
     config_doc = {
         "data": {"path": str(data), "format": data_format},
@@ -122,8 +149,8 @@ def scenario(name: str, data: Path, data_format: str, client: redis.Redis, prefi
         "selection": {"enabled": False},
         "publish": {"keep_versions": 1},
     }
-    off = run_once(config_doc, False, client, prefix, work)
-    on = run_once(config_doc, True, client, prefix, work)
+    off = run_once(config_doc, False, client, prefix, work, calls)
+    on = run_once(config_doc, True, client, prefix, work, calls)
     per_model = {}
     explained = {"off": 0, "on": 0, "entries": 0}
     for model, after in on["lists"].items():
@@ -138,6 +165,8 @@ def scenario(name: str, data: Path, data_format: str, client: redis.Redis, prefi
             "lists_seconds_off_on": [before["step_seconds"], after["step_seconds"]],
             "lists_cpu_seconds_off_on": [before["step_cpu_seconds"], after["step_cpu_seconds"]],
             "because_seconds": after["because_seconds"],
+            "because_cpu_seconds": after["because_cpu_seconds"],
+            "script_us_off_on": [before["script_us"], after["script_us"]],
         }
         if after["because_bytes"]:
             explained["off"] += before["bytes"]
@@ -161,6 +190,8 @@ def scenario(name: str, data: Path, data_format: str, client: redis.Redis, prefi
         "train_cpu_seconds_off_on": [off["train_cpu_seconds"], on["train_cpu_seconds"]],
         "because_seconds": on["because_seconds"],
         "because_share_of_run": round(on["because_seconds"] / on["train_seconds"], 4),
+        "because_cpu_seconds": on["because_cpu_seconds"],
+        "because_cpu_share_of_run": round(on["because_cpu_seconds"] / on["train_cpu_seconds"], 4),
         "because_items_hash": on["because_items_hash"],
         "explaining_models": overall,
         "per_model": per_model,
@@ -173,13 +204,17 @@ def print_result(result: dict[str, Any]) -> None:
     off, on = result["train_seconds_off_on"]
     cpu_off, cpu_on = result["train_cpu_seconds_off_on"]
     print(f"train: {off:.2f} s without reasons, {on:.2f} s with ({cpu_off:.2f} / {cpu_on:.2f} s CPU); "
-          f"because items: {result['because_seconds']:.2f} s = {100 * result['because_share_of_run']:.1f}% of the run")
-    print(f"{'model':<9} {'reason':<14} {'B/entry off':>11} {'on':>7} {'growth':>7} {'lists s off -> on':>18} {'because s':>9}")
+          f"because items: {result['because_seconds']:.2f} s = {100 * result['because_share_of_run']:.1f}% of the run "
+          f"({result['because_cpu_seconds']:.2f} s CPU = {100 * result['because_cpu_share_of_run']:.1f}%)")
+    print(f"{'model':<9} {'reason':<14} {'B/entry off':>11} {'on':>7} {'growth':>7} {'lists s off -> on':>18} "
+          f"{'because s (CPU)':>16} {'script us off / on':>19}")
     for model, row in result["per_model"].items():
         lists_off, lists_on = row["lists_seconds_off_on"]
-        because = f"{row['because_seconds']:.2f}" if row["because_seconds"] is not None else "-"
+        because = f"{row['because_seconds']:.2f} ({row['because_cpu_seconds']:.2f})" if row["because_seconds"] is not None else "-"
+        script_off, script_on = row["script_us_off_on"]
+        script = f"{script_off} / {script_on}" if script_on is not None else "-"
         print(f"{model:<9} {row['reason']:<14} {row['bytes_per_entry_off']:>11.2f} {row['bytes_per_entry_on']:>7.2f} "
-              f"{100 * (row['growth'] - 1):>6.1f}% {lists_off:>8.2f} -> {lists_on:>6.2f} {because:>9}")
+              f"{100 * (row['growth'] - 1):>6.1f}% {lists_off:>8.2f} -> {lists_on:>6.2f} {because:>16} {script:>19}")
     overall = result["explaining_models"]
     if overall:
         hash_info = result["because_items_hash"]
@@ -194,6 +229,7 @@ def main() -> None:
     parser.add_argument("--redis", default=os.environ.get("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--datasets", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--calls", type=int, default=2000, help="script calls per model for the latency (0: none)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -207,13 +243,13 @@ def main() -> None:
     try:
         for name in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
             if name == "ml100k":
-                results.append(scenario(name, args.datasets / "ml-100k", "movielens-100k", client, prefix, work))
+                results.append(scenario(name, args.datasets / "ml-100k", "movielens-100k", client, prefix, work, args.calls))
             elif name in SYNTHETIC and name in MODELS:
                 from recsys.cli.demo import write_demo_data
 
                 sizes = SYNTHETIC[name]
                 write_demo_data(work / name, sizes["users"], sizes["items"], sizes["interactions"], seed=0)
-                results.append(scenario(name, work / name, "auto", client, prefix, work))
+                results.append(scenario(name, work / name, "auto", client, prefix, work, args.calls))
                 shutil.rmtree(work / name, ignore_errors=True)
             else:
                 parser.error(f"unknown scenario {name!r} (ml100k, 1m)")
