@@ -13,8 +13,11 @@ publishes both runs (keys under a throw-away prefix, deleted afterwards). Report
   the version's ``because-items`` hash (fields and values) spread over their entries;
   ``MEMORY USAGE`` of the user-list hashes in both versions;
 * the list script's latency per model (``Reader.user``, top-10 of random known users, one
-  connection, one call after the other: round trip included), with and without reasons:
-  what resolving because items and their titles adds to a request.
+  connection, one call after the other: round trip included) on the version without
+  reasons and on the one with them, calls interleaved so that both see the same load
+  (median and 10th percentile, the latter less blurred by a busy machine); with
+  ``--baseline-script FILE`` (a previous ``recommend.lua``, e.g. from ``git show``) also
+  that script on the version without reasons.
 
 Scenarios: ``ml100k`` (MovieLens 100K, ``--datasets``), ``1m`` (the synthetic shop of
 benchmarks/bench_pipeline.py: 50,000 users x 5,000 items, 1M events).
@@ -82,23 +85,37 @@ def list_bytes(client: redis.Redis, key: str) -> dict[str, int]:
     return {"bytes": total, "because_bytes": because, "entries": entries}
 
 
-def script_latency(client: redis.Redis, layout: KeyLayout, model: str, users: list[str], calls: int) -> float:
-    """Median microseconds of one top-10 read of ``model``'s list for a random known user."""
+def reader_for(client: redis.Redis, layout: KeyLayout, script: Path | None = None) -> Reader:
+    """A reader of ``layout``, running ``script`` instead of serving/recommend.lua when given."""
     reader = Reader(client, layout)
+    if script is not None:
+        reader.source = script.read_text(encoding="utf-8")
+        reader.script = client.register_script(reader.source)
+        reader.sha = reader.script.sha
+    return reader
+
+
+def script_latency(readers: dict[str, Reader], model: str, users: list[str], calls: int) -> dict[str, dict[str, float]]:
+    """Microseconds (median, 10th percentile) of a top-10 read of ``model``'s list for random
+    known users, per reader, the readers' calls interleaved."""
     rng = np.random.default_rng(0)
-    for user in users[:50]:  # warm up: script loaded, metadata cached
-        reader.user(user, 10, lambda _m: model)
-    times = []
+    for reader in readers.values():
+        for user in users[:50]:  # warm up: script loaded, metadata cached
+            reader.user(user, 10, lambda _m: model)
+    times: dict[str, list[float]] = {name: [] for name in readers}
     for k in rng.integers(0, len(users), calls):
-        started = time.perf_counter()
-        reader.user(users[k], 10, lambda _m: model)
-        times.append(time.perf_counter() - started)
-    return round(float(np.median(times)) * 1e6, 1)
+        for name, reader in readers.items():
+            started = time.perf_counter()
+            reader.user(users[k], 10, lambda _m: model)
+            times[name].append(time.perf_counter() - started)
+    return {
+        name: {"p50": round(float(np.median(t)) * 1e6, 1), "p10": round(float(np.percentile(t, 10)) * 1e6, 1)}
+        for name, t in times.items()
+    }
 
 
-def run_once(
-    config_doc: dict[str, Any], reasons: bool, client: redis.Redis, prefix: str, work: Path, calls: int
-) -> dict[str, Any]:
+def run_once(config_doc: dict[str, Any], reasons: bool, client: redis.Redis, prefix: str, work: Path) -> dict[str, Any]:
+    """Train and publish under ``prefix`` (left published: the caller deletes it)."""
     config_doc = {**config_doc, "lists": {**config_doc["lists"], "reasons": reasons}}
     config = parse_config(config_doc, source="bench_reasons")
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -113,9 +130,7 @@ def run_once(
         if entry["kind"] != "user":
             continue
         key = layout.user_recs(version, entry["model"])
-        users = [k.decode() for k in client.hkeys(key)]
         lists[entry["model"]] = {
-            "script_us": script_latency(client, layout, entry["model"], users, calls) if calls else None,
             **list_bytes(client, key),
             "redis_memory": int(client.memory_usage(key, samples=0) or 0),
             "step_seconds": metadata["timings"][f"lists.user.{entry['model']}"],
@@ -125,7 +140,6 @@ def run_once(
             "reason": entry.get("reason"),
         }
     codes_bytes, codes = hash_bytes(client, layout.because_items(version))
-    delete_prefix(client, prefix)
     shutil.rmtree(run_dir.parent, ignore_errors=True)
     return {
         "train_seconds": round(seconds, 2),
@@ -139,7 +153,8 @@ def run_once(
 
 
 def scenario(
-    name: str, data: Path, data_format: str, client: redis.Redis, prefix: str, work: Path, calls: int
+    name: str, data: Path, data_format: str, client: redis.Redis, prefix: str, work: Path, calls: int,
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
     models = MODELS[name]
     config_doc = {
@@ -149,8 +164,17 @@ def scenario(
         "selection": {"enabled": False},
         "publish": {"keep_versions": 1},
     }
-    off = run_once(config_doc, False, client, prefix, work, calls)
-    on = run_once(config_doc, True, client, prefix, work, calls)
+    off = run_once(config_doc, False, client, prefix + "off:", work)
+    on = run_once(config_doc, True, client, prefix + "on:", work)
+    latency: dict[str, dict[str, dict[str, float]]] = {}
+    if calls:
+        readers = {"off": reader_for(client, KeyLayout(prefix + "off:")), "on": reader_for(client, KeyLayout(prefix + "on:"))}
+        if baseline is not None:
+            readers["baseline_off"] = reader_for(client, KeyLayout(prefix + "off:"), baseline)
+        for model in on["lists"]:
+            users = [k.decode() for k in client.hkeys(readers["on"].layout.user_recs(readers["on"].current().version, model))]
+            latency[model] = script_latency(readers, model, users, calls)
+    delete_prefix(client, prefix)
     per_model = {}
     explained = {"off": 0, "on": 0, "entries": 0}
     for model, after in on["lists"].items():
@@ -166,7 +190,7 @@ def scenario(
             "lists_cpu_seconds_off_on": [before["step_cpu_seconds"], after["step_cpu_seconds"]],
             "because_seconds": after["because_seconds"],
             "because_cpu_seconds": after["because_cpu_seconds"],
-            "script_us_off_on": [before["script_us"], after["script_us"]],
+            "script_us": latency.get(model),
         }
         if after["because_bytes"]:
             explained["off"] += before["bytes"]
@@ -207,14 +231,13 @@ def print_result(result: dict[str, Any]) -> None:
           f"because items: {result['because_seconds']:.2f} s = {100 * result['because_share_of_run']:.1f}% of the run "
           f"({result['because_cpu_seconds']:.2f} s CPU = {100 * result['because_cpu_share_of_run']:.1f}%)")
     print(f"{'model':<9} {'reason':<14} {'B/entry off':>11} {'on':>7} {'growth':>7} {'lists s off -> on':>18} "
-          f"{'because s (CPU)':>16} {'script us off / on':>19}")
+          f"{'because s (CPU)':>16}  script us p50 / p10")
     for model, row in result["per_model"].items():
         lists_off, lists_on = row["lists_seconds_off_on"]
         because = f"{row['because_seconds']:.2f} ({row['because_cpu_seconds']:.2f})" if row["because_seconds"] is not None else "-"
-        script_off, script_on = row["script_us_off_on"]
-        script = f"{script_off} / {script_on}" if script_on is not None else "-"
+        script = ", ".join(f"{k} {v['p50']:.0f} / {v['p10']:.0f}" for k, v in (row["script_us"] or {}).items()) or "-"
         print(f"{model:<9} {row['reason']:<14} {row['bytes_per_entry_off']:>11.2f} {row['bytes_per_entry_on']:>7.2f} "
-              f"{100 * (row['growth'] - 1):>6.1f}% {lists_off:>8.2f} -> {lists_on:>6.2f} {because:>16} {script:>19}")
+              f"{100 * (row['growth'] - 1):>6.1f}% {lists_off:>8.2f} -> {lists_on:>6.2f} {because:>16}  {script}")
     overall = result["explaining_models"]
     if overall:
         hash_info = result["because_items_hash"]
@@ -229,7 +252,8 @@ def main() -> None:
     parser.add_argument("--redis", default=os.environ.get("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--datasets", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument("--calls", type=int, default=2000, help="script calls per model for the latency (0: none)")
+    parser.add_argument("--calls", type=int, default=2000, help="script calls per model and version for the latency (0: none)")
+    parser.add_argument("--baseline-script", type=Path, default=None, help="a previous recommend.lua to time beside")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -243,13 +267,13 @@ def main() -> None:
     try:
         for name in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
             if name == "ml100k":
-                results.append(scenario(name, args.datasets / "ml-100k", "movielens-100k", client, prefix, work, args.calls))
+                results.append(scenario(name, args.datasets / "ml-100k", "movielens-100k", client, prefix, work, args.calls, args.baseline_script))
             elif name in SYNTHETIC and name in MODELS:
                 from recsys.cli.demo import write_demo_data
 
                 sizes = SYNTHETIC[name]
                 write_demo_data(work / name, sizes["users"], sizes["items"], sizes["interactions"], seed=0)
-                results.append(scenario(name, work / name, "auto", client, prefix, work, args.calls))
+                results.append(scenario(name, work / name, "auto", client, prefix, work, args.calls, args.baseline_script))
                 shutil.rmtree(work / name, ignore_errors=True)
             else:
                 parser.error(f"unknown scenario {name!r} (ml100k, 1m)")

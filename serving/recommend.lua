@@ -237,6 +237,44 @@ put_reason = function(reason, j)
   end
 end
 
+-- The title of a catalogue entry as JSON (null without one). Entries the publisher and the
+-- item overlay write start with {"title":"..." already escaped: spliced as they are, no
+-- decoding; any other form goes through cjson.
+local function title_json(raw)
+  if not raw then
+    return 'null'
+  end
+  if string.sub(raw, 1, 10) == '{"title":"' then
+    local from = 11
+    while true do
+      local q = string.find(raw, '"', from, true)
+      if not q then
+        break
+      end
+      local k = q - 1
+      while string.byte(raw, k) == 92 do
+        k = k - 1
+      end
+      if (q - 1 - k) % 2 == 0 then
+        return string.sub(raw, 10, q)
+      end
+      from = q + 1
+    end
+  end
+  local ok, entry = pcall(cjson.decode, raw)
+  if ok and type(entry) == 'table' and type(entry.title) == 'string' then
+    return cjson.encode(entry.title)
+  end
+  return 'null'
+end
+
+local function id_json(id)
+  if string.find(id, '[%c"\\]') then
+    return cjson.encode(id)
+  end
+  return '"' .. id .. '"'
+end
+
 -- Replaces the pending entries' list reasons by their because items (a code the version
 -- does not resolve keeps the list's reason).
 local function resolve_reasons()
@@ -251,13 +289,13 @@ local function resolve_reasons()
     end
   end
   local found = redis.call('HMGET', root .. 'because-items', unpack(codes))
-  local id_of, ids, titles = {}, {}, {}
+  local id_of, ids, reason_of = {}, {}, {}
   for k, code in ipairs(codes) do
     local id = found[k]
     if id then
       id_of[code] = id
-      if not titles[id] then
-        titles[id] = 'null'
+      if not reason_of[id] then
+        reason_of[id] = true
         ids[#ids + 1] = id
       end
     end
@@ -267,18 +305,12 @@ local function resolve_reasons()
   end
   local entries = redis.call('HMGET', catalog_key, unpack(ids))
   for k, id in ipairs(ids) do
-    local raw = entries[k]
-    if raw then
-      local ok, entry = pcall(cjson.decode, raw)
-      if ok and type(entry) == 'table' and type(entry.title) == 'string' then
-        titles[id] = cjson.encode(entry.title)
-      end
-    end
+    reason_of[id] = '{"type":"because","item_id":' .. id_json(id) .. ',"title":' .. title_json(entries[k]) .. '}'
   end
   for _, entry in ipairs(pending) do
     local id = id_of[entry[2]]
     if id then
-      parts[entry[1]] = '{"type":"because","item_id":' .. cjson.encode(id) .. ',"title":' .. titles[id] .. '}'
+      parts[entry[1]] = reason_of[id]
     end
   end
 end

@@ -200,11 +200,17 @@ def _explained_fake(redis_client: redis.Redis, layout: KeyLayout, reasons: dict[
     v = fake.version
     odd = 'x"\\/\u00e9'
     # u5's itemknn list: i1 because of i2 (code 0), i3 because of the odd id (code 93, two
-    # characters), i4 without one, i5 because of code 7, which the version does not resolve.
-    codes = encode_codes([0, 93, -1, 7], 2).tobytes().decode()
-    blob = orjson.loads(encode_list(["i1", "i3", "i4", "i5"], [0.9, 0.8, 0.7, 0.6]))
+    # characters), i4 without one, i5 because of code 7, which the version does not resolve,
+    # i6 because of q1 (a title with escapes), i8 because of q2 (an entry not as the
+    # publisher writes it: the title is not its first field).
+    codes = encode_codes([0, 93, -1, 7, 94, 95], 2).tobytes().decode()
+    blob = orjson.loads(encode_list(["i1", "i3", "i4", "i5", "i6", "i8"], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]))
     redis_client.hset(layout.user_recs(v, "itemknn"), "u5", orjson.dumps({**blob, "b": codes}))
-    redis_client.hset(layout.because_items(v), mapping={"0": "i2", "93": odd})
+    redis_client.hset(layout.because_items(v), mapping={"0": "i2", "93": odd, "94": "q1", "95": "q2"})
+    redis_client.hset(layout.catalog(v), mapping={
+        "q1": orjson.dumps({"title": 'a "quoted" \\ title\\', "category": "x", "price": None, "in_stock": False}),
+        "q2": b'{"category": "x", "title": "T\\u00e9"}',
+    })
     meta = orjson.loads(redis_client.get(layout.meta(v)))
     if reasons is not None:
         meta["reasons"] = reasons
@@ -215,12 +221,14 @@ def _explained_fake(redis_client: redis.Redis, layout: KeyLayout, reasons: dict[
 def test_exact_reasons_of_a_fake_version(make_app, redis_client: redis.Redis, layout: KeyLayout) -> None:  # noqa: ANN001
     _explained_fake(redis_client, layout)
     client = make_app().test_client()
-    body = client.get("/v1/users/u5/recommendations?model=itemknn&n=6").get_json()
+    body = client.get("/v1/users/u5/recommendations?model=itemknn&n=8").get_json()
     assert [e["reason"] for e in body["items"]] == [
         {"type": "because", "item_id": "i2", "title": "Item 2"},
         {"type": "because", "item_id": 'x"\\/\u00e9', "title": None},  # no catalogue entry
         {"type": "personalized"},
         {"type": "personalized"},  # code 7 unresolved: the list's reason
+        {"type": "because", "item_id": "q1", "title": 'a "quoted" \\ title\\'},
+        {"type": "because", "item_id": "q2", "title": "T\u00e9"},
         {"type": "popular", "category": None},  # topped up from the popular list
         {"type": "popular", "category": None},
     ]
