@@ -12,10 +12,11 @@ publishes both runs (keys under a throw-away prefix, deleted afterwards). Report
   blobs with reasons (their ``"b"`` field) and, for all explaining models together, plus
   the version's ``because-items`` hash (fields and values) spread over their entries;
   ``MEMORY USAGE`` of the user-list hashes in both versions;
-* the list script's latency per model (``Reader.user``, top-10 of random known users, one
-  connection, one call after the other: round trip included) on the version without
-  reasons and on the one with them, calls interleaved so that both see the same load
-  (median and 10th percentile, the latter less blurred by a busy machine); with
+* the list script's cost per model: a top-10 read (``Reader.user``) of random known users'
+  lists, on the version without reasons and on the one with them, in alternating blocks
+  so that both see the same load: Redis' own microseconds per call (``INFO
+  commandstats``, ``cmdstat_evalsha``; the default private redis-server serves this run
+  alone, so they are the script's) and the client's median round trip; with
   ``--baseline-script FILE`` (a previous ``recommend.lua``, e.g. from ``git show``) also
   that script on the version without reasons.
 
@@ -46,6 +47,7 @@ import orjson  # noqa: E402
 import redis  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_api import start_private_redis  # noqa: E402
 from bench_pipeline import SYNTHETIC, delete_prefix, machine  # noqa: E402
 
 from recsys.pipeline.config import parse_config  # noqa: E402
@@ -95,21 +97,42 @@ def reader_for(client: redis.Redis, layout: KeyLayout, script: Path | None = Non
     return reader
 
 
-def script_latency(readers: dict[str, Reader], model: str, users: list[str], calls: int) -> dict[str, dict[str, float]]:
-    """Microseconds (median, 10th percentile) of a top-10 read of ``model``'s list for random
-    known users, per reader, the readers' calls interleaved."""
+def evalsha_stats(client: redis.Redis) -> tuple[int, int]:
+    """(calls, microseconds) of EVALSHA since the server started."""
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+
+
+ROUNDS = 10
+
+
+def script_latency(
+    client: redis.Redis, readers: dict[str, Reader], model: str, users: list[str], calls: int
+) -> dict[str, dict[str, float]]:
+    """Per reader: Redis microseconds per script call and the client's median round trip of
+    a top-10 read of ``model``'s list for random known users, readers in alternating blocks."""
     rng = np.random.default_rng(0)
     for reader in readers.values():
         for user in users[:50]:  # warm up: script loaded, metadata cached
             reader.user(user, 10, lambda _m: model)
     times: dict[str, list[float]] = {name: [] for name in readers}
-    for k in rng.integers(0, len(users), calls):
+    redis_us = {name: [0, 0] for name in readers}
+    picks = rng.integers(0, len(users), calls)
+    for block in np.array_split(picks, ROUNDS):
         for name, reader in readers.items():
-            started = time.perf_counter()
-            reader.user(users[k], 10, lambda _m: model)
-            times[name].append(time.perf_counter() - started)
+            before = evalsha_stats(client)
+            for k in block:
+                started = time.perf_counter()
+                reader.user(users[k], 10, lambda _m: model)
+                times[name].append(time.perf_counter() - started)
+            after = evalsha_stats(client)
+            redis_us[name][0] += after[0] - before[0]
+            redis_us[name][1] += after[1] - before[1]
     return {
-        name: {"p50": round(float(np.median(t)) * 1e6, 1), "p10": round(float(np.percentile(t, 10)) * 1e6, 1)}
+        name: {
+            "redis_us": round(redis_us[name][1] / max(1, redis_us[name][0]), 2),
+            "round_trip_p50_us": round(float(np.median(t)) * 1e6, 1),
+        }
         for name, t in times.items()
     }
 
@@ -173,7 +196,7 @@ def scenario(
             readers["baseline_off"] = reader_for(client, KeyLayout(prefix + "off:"), baseline)
         for model in on["lists"]:
             users = [k.decode() for k in client.hkeys(readers["on"].layout.user_recs(readers["on"].current().version, model))]
-            latency[model] = script_latency(readers, model, users, calls)
+            latency[model] = script_latency(client, readers, model, users, calls)
     delete_prefix(client, prefix)
     per_model = {}
     explained = {"off": 0, "on": 0, "entries": 0}
@@ -231,11 +254,13 @@ def print_result(result: dict[str, Any]) -> None:
           f"because items: {result['because_seconds']:.2f} s = {100 * result['because_share_of_run']:.1f}% of the run "
           f"({result['because_cpu_seconds']:.2f} s CPU = {100 * result['because_cpu_share_of_run']:.1f}%)")
     print(f"{'model':<9} {'reason':<14} {'B/entry off':>11} {'on':>7} {'growth':>7} {'lists s off -> on':>18} "
-          f"{'because s (CPU)':>16}  script us p50 / p10")
+          f"{'because s (CPU)':>16}  script: Redis us per call (round trip p50)")
     for model, row in result["per_model"].items():
         lists_off, lists_on = row["lists_seconds_off_on"]
         because = f"{row['because_seconds']:.2f} ({row['because_cpu_seconds']:.2f})" if row["because_seconds"] is not None else "-"
-        script = ", ".join(f"{k} {v['p50']:.0f} / {v['p10']:.0f}" for k, v in (row["script_us"] or {}).items()) or "-"
+        script = ", ".join(
+            f"{k} {v['redis_us']:.1f} ({v['round_trip_p50_us']:.0f})" for k, v in (row["script_us"] or {}).items()
+        ) or "-"
         print(f"{model:<9} {row['reason']:<14} {row['bytes_per_entry_off']:>11.2f} {row['bytes_per_entry_on']:>7.2f} "
               f"{100 * (row['growth'] - 1):>6.1f}% {lists_off:>8.2f} -> {lists_on:>6.2f} {because:>16}  {script}")
     overall = result["explaining_models"]
@@ -249,7 +274,10 @@ def print_result(result: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default="ml100k,1m")
-    parser.add_argument("--redis", default=os.environ.get("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument(
+        "--redis", default="private",
+        help="Redis URL, or 'private' (default): a redis-server started for the run, whose statistics are the run's alone",
+    )
     parser.add_argument("--datasets", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--calls", type=int, default=2000, help="script calls per model and version for the latency (0: none)")
@@ -257,6 +285,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    private = None
+    if args.redis == "private":
+        private, args.redis = start_private_redis()
     client = redis.Redis.from_url(args.redis, socket_timeout=60)
     info = machine()
     info["redis"] = client.info("server")["redis_version"]
@@ -286,6 +317,9 @@ def main() -> None:
         delete_prefix(client, prefix)
         shutil.rmtree(work, ignore_errors=True)
         client.close()
+        if private is not None:
+            private.terminate()
+            private.wait(timeout=10)
 
 
 if __name__ == "__main__":

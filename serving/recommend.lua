@@ -1,6 +1,7 @@
 -- One API request, one round trip: read the live version, the list(s) the request needs,
 -- the catalogue entries of their items and the user's recent items, filter, and return
--- the chosen entries. Atomic, so one answer never mixes two versions.
+-- the chosen entries (with a reason each in user mode). Atomic, so one answer never mixes
+-- two versions.
 --
 -- Keys are built from the prefix (recsys/store/keys.py) because the version is only known
 -- once `live` is read; this needs a standalone Redis (not Redis Cluster).
@@ -176,11 +177,12 @@ local function take(doc, skip, category, rules, reason)
 end
 
 -- Reasons (user mode). An entry of a list whose blob has because codes ("b", w characters
--- an entry, recsys/store/codec.py) gets {"type":"because","item_id","title"}; the others
--- the type of their list. Because codes are resolved after every list is taken: one HMGET
--- of the version's because-items hash, one of the catalogue for the titles.
+-- an entry, recsys/store/codec.py) gets the reason the version's because-items hash holds
+-- for its code, {"type":"because","item_id","title"} as the publisher wrote it; the others
+-- the type of their list. The codes are resolved after every list is taken, with one HMGET
+-- whose answers are spliced in as they are.
 local REASON_TYPES = {personalized = true, similar_users = true, popular = true, trending = true}
-local pending = {}
+local pending_at, pending_code = {}, {}
 
 local function list_reason(kind, category, segment_name)
   if not REASON_TYPES[kind] then
@@ -209,108 +211,29 @@ local function reasons_of(doc, json, key, field)
   return reason
 end
 
--- The because code of entry j (nil: none), digits "!".."~" without '"' and '\'.
-local function code_at(codes, j, width)
-  local first = (j - 1) * width + 1
-  if string.byte(codes, first) == 32 then
-    return nil
-  end
-  local value = 0
-  for k = first, first + width - 1 do
-    local c = string.byte(codes, k)
-    local digit = c - 33
-    if c > 34 then digit = digit - 1 end
-    if c > 92 then digit = digit - 1 end
-    value = value * 92 + digit
-  end
-  return tostring(value)
-end
-
 put_reason = function(reason, j)
   local p = #parts
   parts[p + 1], parts[p + 2] = ',"reason":', reason.json
-  if reason.codes then
-    local code = code_at(reason.codes, j, reason.width)
-    if code then
-      pending[#pending + 1] = {p + 2, code}
+  local codes = reason.codes
+  if codes then
+    local first = (j - 1) * reason.width + 1
+    if string.byte(codes, first) ~= 32 then
+      local k = #pending_at + 1
+      pending_at[k], pending_code[k] = p + 2, string.sub(codes, first, first + reason.width - 1)
     end
   end
 end
 
--- The title of a catalogue entry as JSON (null without one). Entries the publisher and the
--- item overlay write start with {"title":"..." already escaped: spliced as they are, no
--- decoding; any other form goes through cjson.
-local function title_json(raw)
-  if not raw then
-    return 'null'
-  end
-  if string.sub(raw, 1, 10) == '{"title":"' then
-    local from = 11
-    while true do
-      local q = string.find(raw, '"', from, true)
-      if not q then
-        break
-      end
-      local k = q - 1
-      while string.byte(raw, k) == 92 do
-        k = k - 1
-      end
-      if (q - 1 - k) % 2 == 0 then
-        return string.sub(raw, 10, q)
-      end
-      from = q + 1
-    end
-  end
-  local ok, entry = pcall(cjson.decode, raw)
-  if ok and type(entry) == 'table' and type(entry.title) == 'string' then
-    return cjson.encode(entry.title)
-  end
-  return 'null'
-end
-
-local function id_json(id)
-  if string.find(id, '[%c"\\]') then
-    return cjson.encode(id)
-  end
-  return '"' .. id .. '"'
-end
-
--- Replaces the pending entries' list reasons by their because items (a code the version
+-- Replaces the pending entries' list reasons by their because items' (a code the version
 -- does not resolve keeps the list's reason).
 local function resolve_reasons()
-  if #pending == 0 then
+  if #pending_at == 0 then
     return
   end
-  local codes, listed = {}, {}
-  for _, entry in ipairs(pending) do
-    if not listed[entry[2]] then
-      listed[entry[2]] = true
-      codes[#codes + 1] = entry[2]
-    end
-  end
-  local found = redis.call('HMGET', root .. 'because-items', unpack(codes))
-  local id_of, ids, reason_of = {}, {}, {}
-  for k, code in ipairs(codes) do
-    local id = found[k]
-    if id then
-      id_of[code] = id
-      if not reason_of[id] then
-        reason_of[id] = true
-        ids[#ids + 1] = id
-      end
-    end
-  end
-  if #ids == 0 then
-    return
-  end
-  local entries = redis.call('HMGET', catalog_key, unpack(ids))
-  for k, id in ipairs(ids) do
-    reason_of[id] = '{"type":"because","item_id":' .. id_json(id) .. ',"title":' .. title_json(entries[k]) .. '}'
-  end
-  for _, entry in ipairs(pending) do
-    local id = id_of[entry[2]]
-    if id then
-      parts[entry[1]] = reason_of[id]
+  local found = redis.call('HMGET', root .. 'because-items', unpack(pending_code))
+  for k = 1, #pending_at do
+    if found[k] then
+      parts[pending_at[k]] = found[k]
     end
   end
 end

@@ -44,7 +44,7 @@ from recsys.publish.lock import PublishLock
 from recsys.publish.versions import apply_retention, clean_pending, delete_version_keys, switch_live
 from recsys.runs.folder import CATALOG_SCHEMA, RunFolder, new_run_id, with_all_columns
 from recsys.runs.lists import BECAUSE, CONFIDENCE, ITEM_IDS, KEY, LIFT, READ_BATCH_ROWS, SCORES, RunList
-from recsys.store.codec import LIST_REASONS, default_reason, encode_ragged
+from recsys.store.codec import LIST_REASONS, because_reason, code_width, default_reason, encode_codes, encode_ragged
 from recsys.store.connection import redact
 from recsys.store.keys import OVERALL, KeyLayout
 
@@ -257,22 +257,30 @@ _NOT_LISTS = frozenset({"catalog", "segment_of", "segment_names", "because_items
 class _BecauseCodes:
     """Numbers the because items of one version (recsys/store/codec.py): code = the item's
     row in the published catalogue, then ids outside it in order of first appearance.
-    Only the codes some list uses go into the ``because-items`` hash."""
+    Only the codes some list uses go into the ``because-items`` hash, as the characters
+    the blobs hold them with (one field per width used) -> the finished reason."""
 
     def __init__(self) -> None:
-        self._chunks: list[np.ndarray] = []
+        self._ids: list[np.ndarray] = []
+        self._titles: list[np.ndarray] = []
         self._index: pd.Index | None = None
+        self._catalog_titles = np.array([], dtype=object)
         self._extra: dict[str, int] = {}
-        self.used: set[int] = set()
+        #: width -> codes used at that width
+        self.used: dict[int, set[int]] = {}
 
-    def add_catalog(self, ids: pa.Array) -> None:
-        self._chunks.append(np.asarray(ids.to_pylist(), dtype=object))
+    def add_catalog(self, ids: pa.Array, titles: pa.Array) -> None:
+        self._ids.append(np.asarray(ids.to_pylist(), dtype=object))
+        self._titles.append(np.asarray(titles.to_pylist(), dtype=object))
         self._index = None
 
     def _catalog(self) -> pd.Index:
         if self._index is None:
-            values = np.concatenate(self._chunks) if self._chunks else np.array([], dtype=object)
-            self._index = pd.Index(pd.unique(values), dtype=object)
+            ids = np.concatenate(self._ids) if self._ids else np.array([], dtype=object)
+            titles = np.concatenate(self._titles) if self._titles else np.array([], dtype=object)
+            first = ~pd.Index(ids, dtype=object).duplicated()
+            self._index = pd.Index(ids[first], dtype=object)
+            self._catalog_titles = titles[first]
         return self._index
 
     def codes(self, because: pa.Array) -> np.ndarray:
@@ -288,19 +296,35 @@ class _BecauseCodes:
             for value in pd.unique(values[missing]):
                 self._extra.setdefault(str(value), len(catalog) + len(self._extra))
             codes[missing] = [self._extra[str(v)] for v in values[missing]]
-        self.used.update(np.unique(codes[codes >= 0]).tolist())
         return codes
 
+    def width(self, codes: np.ndarray) -> int:
+        """Characters a code in a batch of these codes, recorded with the codes used."""
+        width = code_width(int(codes.max(initial=0)))
+        self.used.setdefault(width, set()).update(np.unique(codes[codes >= 0]).tolist())
+        return width
+
     def write(self, writer: _HashWriter, key: str) -> int:
-        """HSET decimal code -> raw id of every used code; the number of fields."""
+        """HSET code characters -> reason JSON of every code used; the number of fields."""
         catalog = self._catalog()
         by_code = {code: item for item, code in self._extra.items()}
-        used = sorted(self.used)
-        for start in range(0, len(used), 1000):
-            chunk = used[start : start + 1000]
-            items = [str(catalog[c]) if c < len(catalog) else by_code[c] for c in chunk]
-            writer.hset(key, [str(c) for c in chunk], [item.encode() for item in items])
-        return len(used)
+        written = 0
+        for width, used in sorted(self.used.items()):
+            codes = np.asarray(sorted(used), dtype=np.int64)
+            fields = encode_codes(codes, width).tobytes().decode("ascii")
+            for start in range(0, len(codes), 1000):
+                chunk = codes[start : start + 1000].tolist()
+                reasons = []
+                for code in chunk:
+                    if code < len(catalog):
+                        title = self._catalog_titles[code]
+                        reasons.append(because_reason(str(catalog[code]), None if title is None else str(title)))
+                    else:
+                        reasons.append(because_reason(by_code[code], None))
+                names = [fields[(start + k) * width : (start + k + 1) * width] for k in range(len(chunk))]
+                writer.hset(key, names, reasons)
+                written += len(chunk)
+        return written
 
 
 class Publisher:
@@ -543,7 +567,7 @@ class Publisher:
             if ids.null_count:
                 raise DataError(f"catalogue: an entry has no {schema.ITEM_ID}")
             writer.hset(key, ids.to_pylist(), _catalog_blobs(batch))
-            codes.add_catalog(ids)
+            codes.add_catalog(ids, batch.column(schema.TITLE))
             written += batch.num_rows
         return written
 
@@ -572,15 +596,17 @@ class Publisher:
                 for name, field_name in _BLOB_FIELDS.items()
                 if name in batch.schema.names
             }
-            because = None
+            because, width = None, None
             if BECAUSE in batch.schema.names and codes is not None:
                 because = self._because_codes(batch.column(BECAUSE), lengths, codes)
+                width = codes.width(because)
             blobs = encode_ragged(
                 pc.list_flatten(batch.column(ITEM_IDS)).to_pylist(),
                 offsets,
                 pc.list_flatten(batch.column(SCORES)).to_numpy(zero_copy_only=False),
                 extra or None,
                 because,
+                width,
             )
             if tally is not None:
                 tally(pc.list_flatten(batch.column(ITEM_IDS)))

@@ -11,10 +11,12 @@ seen item that contributes most to its score) as one string of ``w`` characters 
 the item's *code* in base 92, most significant digit first, with the digits
 :data:`CODE_DIGITS` (printable ASCII without space, ``"`` and backslash, so JSON never escapes
 them); ``w`` spaces mean no because item. Codes are numbered per version by the publisher
-and resolved through the version's ``because-items`` hash (decimal code -> raw item id,
-recsys/store/keys.py). Two characters an entry cover 8,464 items, three 778,688: a code is
-shorter than a raw id, and a per-entry code costs less than a per-list table of ids
-(BENCHMARKS.md, "Explanations").
+and resolved through the version's ``because-items`` hash, whose fields are the codes'
+characters as the blobs hold them and whose values are the finished reasons,
+``{"type":"because","item_id":..., "title":...}`` (recsys/store/keys.py): the API splices
+them in with one HMGET, decoding nothing. Two characters an entry cover 8,464 items, three
+778,688: a code is shorter than a raw id, and a per-entry code costs less than a per-list
+table of ids (BENCHMARKS.md, "Explanations").
 
 Reasons: every entry the API serves from a user list carries a reason (docs/api.md). Its
 type is ``because`` where the entry has a because item; otherwise the type of its list
@@ -77,23 +79,33 @@ def encode_codes(codes: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def decode_codes(text: str, count: int) -> list[int]:
-    """The inverse for one blob's ``"b"`` of ``count`` entries: codes, -1 = none."""
+def split_codes(text: str, count: int) -> list[str | None]:
+    """One blob's ``"b"`` of ``count`` entries as each entry's code characters (the field of
+    the ``because-items`` hash), None where the entry has no because item."""
     if count == 0 or len(text) % count:
         raise ValueError(f"because codes of length {len(text)} do not split into {count} entries")
     width = len(text) // count
+    chunks = [text[start : start + width] for start in range(0, len(text), width)]
+    return [None if chunk == " " * width else chunk for chunk in chunks]
+
+
+def decode_codes(text: str, count: int) -> list[int]:
+    """The inverse of :func:`encode_codes` for one blob's ``"b"``: codes, -1 = none."""
     value = {c: k for k, c in enumerate(CODE_DIGITS.decode())}
     out = []
-    for start in range(0, len(text), width):
-        chunk = text[start : start + width]
-        if chunk == " " * width:
-            out.append(-1)
-            continue
-        code = 0
-        for char in chunk:
-            code = code * CODE_BASE + value[char]
+    for chunk in split_codes(text, count):
+        code = -1
+        if chunk is not None:
+            code = 0
+            for char in chunk:
+                code = code * CODE_BASE + value[char]
         out.append(code)
     return out
+
+
+def because_reason(item_id: str, title: str | None) -> bytes:
+    """The reason of an entry with a because item, as the API returns it."""
+    return orjson.dumps({"type": BECAUSE, "item_id": item_id, "title": title})
 
 
 def encode_list(
@@ -140,13 +152,15 @@ def encode_ragged(
     scores: np.ndarray,
     extra: dict[str, np.ndarray] | None = None,
     because: np.ndarray | None = None,
+    width: int | None = None,
 ) -> list[bytes]:
     """Many lists of varying length at once (no padding): row ``r`` is
     ``item_ids[offsets[r]:offsets[r + 1]]`` with the same slice of ``scores`` and of every
     ``extra`` array. The blobs equal :func:`encode_list` of each row.
 
     ``because``: the entries' because codes (shape of ``scores``, -1 = none), written as
-    ``"b"`` (see the module docstring) in rows that have at least one."""
+    ``"b"`` (see the module docstring) in rows that have at least one, ``width``
+    characters a code (default: as few as the largest code needs)."""
     bounds = np.asarray(offsets, dtype=np.int64).tolist()
     rounded = np.round(np.asarray(scores, dtype=np.float64), SCORE_DECIMALS).tolist()
     extras = {k: np.round(np.asarray(v, dtype=np.float64), SCORE_DECIMALS).tolist() for k, v in (extra or {}).items()}
@@ -154,7 +168,7 @@ def encode_ragged(
     out = []
     if because is not None and len(because) and (np.asarray(because) >= 0).any():
         codes = np.asarray(because, dtype=np.int64)
-        width = code_width(int(codes.max()))
+        width = width or code_width(int(codes.max()))
         text = encode_codes(codes, width).tobytes().decode("ascii")
         explained = np.r_[0, np.cumsum(codes >= 0)].tolist()
         for start, stop in zip(bounds[:-1], bounds[1:]):

@@ -27,8 +27,9 @@ key                            type    content
 ``{p}v:{v}:segment-of``        hash    user id -> segment id (``[segments]`` runs only)
 ``{p}v:{v}:segment-popular``   hash    segment id -> list blob (popular in that segment)
 ``{p}v:{v}:segment-names``     hash    segment id -> segment name (``[segments]`` runs only)
-``{p}v:{v}:because-items``     hash    because code (decimal) -> raw item id: the codes of the
-                                       user-list blobs' ``"b"`` (recsys/store/codec.py)
+``{p}v:{v}:because-items``     hash    because code (its characters in the user-list blobs'
+                                       ``"b"``, recsys/store/codec.py) -> the reason as the API
+                                       returns it: JSON {"type": "because", "item_id", "title"}
 ``{p}audience:{name}``         zset    user id -> propensity score (``recsys propensity
                                        --publish NAME``), replaced whole by RENAME
 ``{p}audience:{name}:meta``    string  JSON {name, target, horizon_days, cutoffs, auc, k,

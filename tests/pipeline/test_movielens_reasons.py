@@ -15,7 +15,7 @@ from recsys.models.base import Recommender
 from recsys.pipeline.config import parse_config
 from recsys.pipeline.run import run_pipeline
 from recsys.runs.folder import RunFolder
-from recsys.store.codec import decode_codes
+from recsys.store.codec import split_codes
 from recsys.store.keys import KeyLayout
 from tests.models.test_ranker import scores_without_because
 
@@ -29,7 +29,7 @@ RANKER = {
 
 def published(client: redis.Redis, layout: KeyLayout, version: str, model: str, run: RunFolder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(user, item, because) index arrays of every published entry of a model (because -1: none)."""
-    codes = {k.decode(): v.decode() for k, v in client.hgetall(layout.because_items(version)).items()}
+    codes = {k.decode(): orjson.loads(v)["item_id"] for k, v in client.hgetall(layout.because_items(version)).items()}
     users, items = run.users(), run.items()
     rows: list[int] = []
     entries: list[str] = []
@@ -38,8 +38,8 @@ def published(client: redis.Redis, layout: KeyLayout, version: str, model: str, 
         document = orjson.loads(blob)
         rows += [users.index_of(user.decode())] * len(document["i"])
         entries += document["i"]
-        found = decode_codes(document["b"], len(document["i"])) if "b" in document else [-1] * len(document["i"])
-        because += [codes[str(c)] if c >= 0 else None for c in found]
+        found = split_codes(document["b"], len(document["i"])) if "b" in document else [None] * len(document["i"])
+        because += [codes[c] if c is not None else None for c in found]
     because_index = np.array([items.index_of(b) if b is not None else -1 for b in because], dtype=np.int64)
     return np.asarray(rows), items.to_index(entries), because_index
 

@@ -21,7 +21,7 @@ from recsys.publish.publisher import Publisher
 from recsys.publish.versions import live_version
 from recsys.runs.folder import RunFolder
 from recsys.runs.lists import RunList
-from recsys.store.codec import decode_codes
+from recsys.store.codec import split_codes
 from recsys.store.keys import KeyLayout
 from tests.publish.test_run_folder import spark_run
 
@@ -31,12 +31,13 @@ MAX_GROWTH = 1.30
 
 def published_because(client: redis.Redis, layout: KeyLayout, version: str, model: str) -> dict[str, list[str | None]]:
     """User id -> the because item id of each entry of its published list (None = none)."""
-    items = {k.decode(): v.decode() for k, v in client.hgetall(layout.because_items(version)).items()}
+    reasons = {k.decode(): orjson.loads(v) for k, v in client.hgetall(layout.because_items(version)).items()}
+    assert all(r["type"] == "because" and set(r) == {"type", "item_id", "title"} for r in reasons.values())
     out = {}
     for user, blob in client.hgetall(layout.user_recs(version, model)).items():
         document = orjson.loads(blob)
-        codes = decode_codes(document["b"], len(document["i"])) if "b" in document else [-1] * len(document["i"])
-        out[user.decode()] = [items[str(c)] if c >= 0 else None for c in codes]
+        codes = split_codes(document["b"], len(document["i"])) if "b" in document else [None] * len(document["i"])
+        out[user.decode()] = [reasons[c]["item_id"] if c is not None else None for c in codes]
     return out
 
 
@@ -63,8 +64,10 @@ def test_blobs_carry_the_runs_because_items(shop_run: RunFolder, redis_client: r
     # Lists without because items have no "b"; the hash holds exactly the codes in use.
     assert all("b" not in orjson.loads(b) for b in redis_client.hvals(layout.user_recs(version, "userknn")))
     used = {i for model in ("itemknn", "ease") for row in published_because(redis_client, layout, version, model).values() for i in row if i}
-    assert set(v.decode() for v in redis_client.hvals(layout.because_items(version))) == used
-    assert result.counts["because_items"] == len(used)
+    reasons = [orjson.loads(v) for v in redis_client.hvals(layout.because_items(version))]
+    assert {r["item_id"] for r in reasons} == used and result.counts["because_items"] == len(reasons) == len(used)
+    titles = dict(zip(shop_run.catalog()["item_id"].to_pylist(), shop_run.catalog()["title"].to_pylist()))
+    assert all(r["title"] == titles[r["item_id"]] for r in reasons)
     blob = orjson.loads(redis_client.hget(layout.user_recs(version, "itemknn"), next(iter(expected))))
     assert len(blob["b"]) == 2 * len(blob["i"])
     meta = orjson.loads(redis_client.get(layout.meta(version)))
@@ -121,7 +124,11 @@ def test_ids_outside_the_catalogue_empty_and_null_rows(redis_client: redis.Redis
     assert published_because(redis_client, layout, version, "itemknn") == {
         "u0": ["i0", "elsewhere"], "u1": [None], "u2": [None, "elsewhere"],
     }
-    assert redis_client.hgetall(layout.because_items(version)) == {b"0": b"i0", b"6": b"elsewhere"}  # 6 catalogue items
+    # 6 catalogue items: i0 has code 0 ("!"), the other id code 6 ("("), one character each.
+    assert {k: orjson.loads(v) for k, v in redis_client.hgetall(layout.because_items(version)).items()} == {
+        b"!": {"type": "because", "item_id": "i0", "title": "Toy 0"},
+        b"(": {"type": "because", "item_id": "elsewhere", "title": None},
+    }
     assert "b" not in orjson.loads(redis_client.hget(layout.user_recs(version, "itemknn"), "u1"))
     # A run that records no reason types (Spark) gets them by model name.
     meta = orjson.loads(redis_client.get(layout.meta(version)))
