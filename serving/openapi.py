@@ -113,6 +113,40 @@ SCHEMAS: dict[str, Any] = {
             "price": {"type": ["number", "null"]},
         },
     },
+    "Reason": {
+        "description": "Why a user-list entry is recommended (docs/api.md)",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["type", "item_id", "title"],
+                "properties": {
+                    "type": {"const": "because"},
+                    "item_id": {"type": "string", "description": "the item of the user's history that contributes most to the score"},
+                    "title": {"type": ["string", "null"], "description": "its catalogue title (null: no catalogue entry)"},
+                },
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "required": ["type", "category"],
+                "properties": {
+                    "type": {"enum": ["popular", "trending"]},
+                    "category": {"type": ["string", "null"], "description": "the category the popularity is counted in (the request's), null overall"},
+                    "segment": {"type": "string", "description": "present for entries of the user's segment list: the segment's name"},
+                },
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "required": ["type"],
+                "properties": {"type": {"enum": ["similar_users", "personalized"]}},
+                "additionalProperties": False,
+            },
+        ],
+    },
+    "UserEntry": {
+        "allOf": [_ref("Entry"), {"type": "object", "required": ["reason"], "properties": {"reason": _ref("Reason")}}]
+    },
     "RuleEntry": {
         "allOf": [
             _ref("Entry"),
@@ -157,6 +191,7 @@ SCHEMAS: dict[str, Any] = {
                     },
                     "experiment": {"type": "string", "description": "present while an A/B experiment routes this user"},
                     "variant": {"type": "string", "description": f"the user's variant; {BROKEN!r} when the experiment is broken (default model served)"},
+                    "items": {"type": "array", "items": _ref("UserEntry")},
                 },
             },
         ]

@@ -25,6 +25,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from recsys.errors import StoreError
+from recsys.store.codec import LIST_REASONS, default_reason
 from recsys.store.keys import OVERALL, KeyLayout
 from serving.link import open_link, pack_arguments
 
@@ -62,6 +63,14 @@ class Meta:
     #: model first (when it has similar lists), content-based ones last (they cover items
     #: without interactions, collaborative ones are better where they exist).
     similar_order: tuple[str, ...] = field(default=())
+    #: List name (``user:{model}``, ``popular``, ``segment``) -> reason type of its entries
+    #: without a because item, as published (recsys/store/keys.py); see :meth:`reason`.
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def reason(self, kind: str, model: str | None = None) -> str:
+        """The reason type of a list's entries without a because item: as the version
+        publishes it, else assumed from the model name (versions before explanations)."""
+        return self.reasons.get(f"{kind}:{model}" if model else kind) or default_reason(kind, model)
 
     @classmethod
     def parse(cls, version: str, raw: bytes) -> Meta:
@@ -94,6 +103,9 @@ class Meta:
         segments = document.get("segments") or {}
         if not isinstance(segments, dict):
             raise StoreError(f"metadata of version {version}: segments must be an object (id -> name)")
+        reasons = document.get("reasons") or {}
+        if not isinstance(reasons, dict):
+            raise StoreError(f"metadata of version {version}: reasons must be an object (list -> reason type)")
         return cls(
             version=version,
             user_models=user_models,
@@ -107,6 +119,7 @@ class Meta:
             created_at=float(created) if isinstance(created, int | float) else None,
             similar_order=tuple(order),
             segments={str(k): str(v) for k, v in segments.items()},
+            reasons={str(k): str(v) for k, v in reasons.items() if v in LIST_REASONS},
         )
 
 
@@ -261,12 +274,13 @@ class Reader:
         """Top-``n`` for a user from the model ``model(meta)`` names; unknown users get the
         popular list (of ``category``) when ``fallback``; lists are filled up from it. In a
         version with segments, a user of a segment gets (and is filled up from) that
-        segment's popular list first."""
+        segment's popular list first. Every entry carries its ``reason``."""
         head = ["1" if category is not None else "0", category or "", "1" if exclude_recent else "0"]
 
         def arguments(meta: Meta) -> list[str]:
             mode = ("segment" if meta.segments else "1") if fallback else "0"
-            return [model(meta), user_id, *head, mode, *exclude]
+            name = model(meta)
+            return [name, user_id, *head, mode, meta.reason("user", name), meta.reason("popular"), *exclude]
 
         return self.read("user", n, arguments)
 

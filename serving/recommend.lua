@@ -1,6 +1,7 @@
 -- One API request, one round trip: read the live version, the list(s) the request needs,
 -- the catalogue entries of their items and the user's recent items, filter, and return
--- the chosen entries. Atomic, so one answer never mixes two versions.
+-- the chosen entries (with a reason each in user mode). Atomic, so one answer never mixes
+-- two versions.
 --
 -- Keys are built from the prefix (recsys/store/keys.py) because the version is only known
 -- once `live` is read; this needs a standalone Redis (not Redis Cluster).
@@ -8,7 +9,8 @@
 -- ARGV: mode, prefix, expected version, n, then per mode:
 --   user     model, user id, has category ("1"/"0"), category, exclude recent ("1"/"0"),
 --            fallback ("0" none, "1" popular, "segment": the user's segment popular list
---            first, then popular), excluded item ids...
+--            first, then popular), reason type of the model's list, reason type of the
+--            popular lists (recsys/store/codec.py), excluded item ids...
 --   similar  item id, models to try in order...
 --   together item id
 --   basket   item ids...
@@ -22,7 +24,8 @@
 --               list: their segment's list) | "top_up" (list filled from segment/popular)
 --     known     one "1"/"0" per requested item (similar, together, basket), else "1"
 --     items     the chosen entries as a JSON array: {"item_id", "score", ["confidence",
---               "lift",] then the item's published catalogue fields}, ready to send
+--               "lift",] ["reason" (user mode),] then the item's published catalogue
+--               fields}, ready to send
 --     segment   user mode only: the segment id whose list was used, else ""
 --
 -- Catalogue entries are JSON objects written by the publisher; they are spliced into the
@@ -117,7 +120,9 @@ end
 -- Appends eligible entries of `doc` (in order) until n are chosen. Eligible: not skipped,
 -- not chosen already, in stock, not hidden (item overlay), and of `category` when one is given (an item without a
 -- catalogue entry is in stock but of no category). `rules`: add confidence and lift.
-local function take(doc, skip, category, rules)
+-- `reason` (user mode, see reasons_of): add each entry's reason.
+local put_reason
+local function take(doc, skip, category, rules, reason)
   if not doc or count >= n then
     return
   end
@@ -160,11 +165,76 @@ local function take(doc, skip, category, rules)
           if rules then
             parts[p + 3], parts[p + 4], parts[p + 5], parts[p + 6] = ',"confidence":', num(conf[j]), ',"lift":', num(lift[j])
           end
+          if reason then
+            put_reason(reason, j)
+          end
           put_fields(raw, id)
         end
       end
     end
     k = last + 1
+  end
+end
+
+-- Reasons (user mode). An entry of a list whose blob has because codes ("b", w characters
+-- an entry, recsys/store/codec.py) gets the reason the version's because-items hash holds
+-- for its code, {"type":"because","item_id","title"} as the publisher wrote it; the others
+-- the type of their list. The codes are resolved after every list is taken, with one HMGET
+-- whose answers are spliced in as they are.
+local REASON_TYPES = {personalized = true, similar_users = true, popular = true, trending = true}
+local pending_at, pending_code = {}, {}
+
+local function list_reason(kind, category, segment_name)
+  if not REASON_TYPES[kind] then
+    kind = 'personalized'
+  end
+  if kind == 'popular' or kind == 'trending' then
+    local text = '{"type":"' .. kind .. '","category":' .. (category and cjson.encode(category) or 'null')
+    if segment_name then
+      text = text .. ',"segment":' .. cjson.encode(segment_name)
+    end
+    return text .. '}'
+  end
+  return '{"type":"' .. kind .. '"}'
+end
+
+-- The reason of a list's entries: its type's JSON, and its because codes when it has any.
+local function reasons_of(doc, json, key, field)
+  local reason = {json = json}
+  if doc and type(doc.b) == 'string' and #doc.b > 0 then
+    local width = #doc.b / #doc.i
+    if width < 1 or width ~= math.floor(width) then
+      error('corrupt list in ' .. key .. ' field ' .. field .. ': because codes do not match its items')
+    end
+    reason.codes, reason.width = doc.b, width
+  end
+  return reason
+end
+
+put_reason = function(reason, j)
+  local p = #parts
+  parts[p + 1], parts[p + 2] = ',"reason":', reason.json
+  local codes = reason.codes
+  if codes then
+    local first = (j - 1) * reason.width + 1
+    if string.byte(codes, first) ~= 32 then
+      local k = #pending_at + 1
+      pending_at[k], pending_code[k] = p + 2, string.sub(codes, first, first + reason.width - 1)
+    end
+  end
+end
+
+-- Replaces the pending entries' list reasons by their because items' (a code the version
+-- does not resolve keeps the list's reason).
+local function resolve_reasons()
+  if #pending_at == 0 then
+    return
+  end
+  local found = redis.call('HMGET', root .. 'because-items', unpack(pending_code))
+  for k = 1, #pending_at do
+    if found[k] then
+      parts[pending_at[k]] = found[k]
+    end
   end
 end
 
@@ -180,8 +250,9 @@ if mode == 'user' then
   end
   local exclude_recent, fallback = ARGV[9] == '1', ARGV[10] ~= '0'
   local by_segment = ARGV[10] == 'segment'
+  local model_reason, popular_reason = ARGV[11], ARGV[12]
   local skip = {}
-  for k = 11, #ARGV do
+  for k = 13, #ARGV do
     skip[ARGV[k]] = true
   end
   if exclude_recent then
@@ -190,10 +261,11 @@ if mode == 'user' then
       skip[id] = true
     end
   end
-  local doc = decode_list(root .. 'user:' .. model, user)
+  local key = root .. 'user:' .. model
+  local doc = decode_list(key, user)
   out[3] = model
   if doc then
-    take(doc, skip, category)
+    take(doc, skip, category, false, reasons_of(doc, list_reason(model_reason, category), key, user))
   end
   -- The user's segment (keys.py: v:{v}:segment-of), only looked up when it is needed.
   local segment = false
@@ -210,14 +282,17 @@ if mode == 'user' then
   if count < n and fallback then
     local before = count
     if segment then
-      take(decode_list(root .. 'segment-popular', segment), skip, category)
+      -- keys.py: v:{v}:segment-names (versions before it: the segment id)
+      local name = redis.call('HGET', root .. 'segment-names', segment) or segment
+      take(decode_list(root .. 'segment-popular', segment), skip, category, false, {json = list_reason('popular', category, name)})
     end
-    take(decode_list(root .. 'popular', category or ''), skip, category)
+    take(decode_list(root .. 'popular', category or ''), skip, category, false, {json = list_reason(popular_reason, category)})
     if doc and count > before then
       out[4] = 'top_up'
     end
   end
   out[7] = segment or ''
+  resolve_reasons()
 
 elseif mode == 'similar' then
   local item = ARGV[5]

@@ -448,6 +448,12 @@ class Recommender(ABC):
         """The users' rows of the training matrix when seen items are excluded, else None."""
         return self.user_items[users] if exclude_seen else None
 
+    @property
+    def explains(self) -> bool:
+        """Whether :meth:`explain` gives because items (item-based models, and the ranker
+        with an item-based candidate)."""
+        return type(self).explain is not Recommender.explain
+
     def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
         """The seen item that contributes most to each (user, item) entry's score.
 

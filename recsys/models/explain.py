@@ -4,7 +4,8 @@ Item-based models score ``s(u, j) = sum_i x_ui * W[i, j]`` over the items ``i`` 
 (item-kNN: similarity, EASE: B, rules: confidence or lift, content: cosine). The term of
 seen item ``i`` is its contribution; the largest positive one is the ``because`` item.
 :func:`because_items` expands every (user, item) pair into its user's seen items in chunks
-of bounded size and takes the argmax per pair with array operations, no loop per pair.
+of bounded size and takes the argmax per pair with array operations (a segmented maximum,
+O(terms)), no loop per pair.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def because_items(
     valid = np.flatnonzero(items >= 0)
     if not len(valid):
         return out
+    if not user_items.has_sorted_indices:
+        # The first best term of a pair must be its lowest seen item (ties).
+        user_items = user_items.sorted_indices()
     lengths = np.diff(user_items.indptr)[users[valid]]
     ends = np.cumsum(lengths)
     bounds = np.searchsorted(ends, np.arange(EXPLAIN_CHUNK_TERMS, int(ends[-1]) if len(ends) else 0, EXPLAIN_CHUNK_TERMS))
@@ -62,9 +66,12 @@ def because_items(
             weights(seen, items[pairs][owner]), dtype=np.float64
         )
         contribution = np.where(np.isfinite(contribution), contribution, -np.inf)
-        # Best term per pair: sort by (pair, -contribution, item), first of each pair wins.
-        order = np.lexsort((seen, -contribution, owner))
-        first = order[np.r_[0, np.flatnonzero(np.diff(owner[order])) + 1]]
+        # Best term per pair: each pair's terms are contiguous and in ascending item order,
+        # so the first term equal to its pair's maximum is the best, ties to the lower item.
+        filled = size > 0
+        best = np.maximum.reduceat(contribution, (np.cumsum(size) - size)[filled])
+        hits = np.flatnonzero(contribution == np.repeat(best, size[filled]))
+        first = hits[np.r_[True, owner[hits][1:] != owner[hits][:-1]]]
         good = contribution[first] > 0
         out[pairs[owner[first][good]]] = seen[first][good]
     return out

@@ -601,6 +601,10 @@ class RankerRecommender(Recommender):
                 return model
         return None
 
+    @property
+    def explains(self) -> bool:
+        return self._explaining_model() is not None
+
     def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
         """The seen item that contributes most to the entry in the explaining candidate model.
 

@@ -125,6 +125,11 @@ class ListsConfig(Section):
     together_n: int = Field(10, ge=1, le=1000)
     popular_n: int = Field(50, ge=1, le=10000)
     exclude_seen: bool = Field(True, description="leave items a user already has out of their list")
+    reasons: bool = Field(
+        True,
+        description="user lists of models that explain (itemknn, ease, rules, content, ranker) carry each "
+        "entry's because item (the seen item that contributes most to its score)",
+    )
     active_within_days: float | None = Field(
         None,
         gt=0,

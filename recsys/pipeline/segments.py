@@ -98,7 +98,7 @@ def write_segments(
     keys = pa.array([str(s) for s in segments])
     with ListWriter(folder, "segment", None, settings.popular_n, key_names=keys, item_names=item_names) as writer:
         writer.write(np.arange(len(segments)), ids, scores)
-    entry = writer.close()
+    entry = {**writer.close(), "reason": "popular"}
     metadata = {
         "table": SEGMENTS_FILE,
         "k": result.k,

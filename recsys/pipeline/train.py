@@ -47,7 +47,8 @@ from recsys.runs.folder import (
     write_catalog,
 )
 from recsys.privacy.tombstones import drop_forgotten
-from recsys.runs.lists import CONFIDENCE, LIFT, ListWriter, string_array
+from recsys.runs.lists import BECAUSE, CONFIDENCE, LIFT, ListWriter, string_array
+from recsys.store.codec import POPULAR, TRENDING, default_reason
 from recsys.store.keys import OVERALL
 
 if TYPE_CHECKING:
@@ -160,6 +161,35 @@ def _progress(total: int, desc: str, show: bool | None) -> tqdm:
     return tqdm(total=total, desc=desc, unit="row", disable=None if show is None else not show, leave=False)
 
 
+def list_reason(model: Recommender, dataset: Dataset | None = None) -> str:
+    """The reason type of the model's list entries without a because item (docs/api.md):
+    trending for the popular model ranking by trending alone, else as
+    :func:`~recsys.store.codec.default_reason`."""
+    if model.name == "popular" and getattr(model.config, "mode", None) == "trending":
+        if dataset is None or dataset.trending is not None:
+            return TRENDING
+    return default_reason("user", model.name)
+
+
+def because_block(model: Recommender, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The because item index of every entry of a block of lists: shape of ``ids``, -1 =
+    none or padding. One batched ``explain`` per slice of users, the slices on the model's
+    threads (the work is numpy and scipy)."""
+    from recsys.models.base import resolve_threads, run_blocks
+
+    because = np.full(ids.shape, -1, dtype=np.int64)
+    threads = resolve_threads(model.threads)
+    step = max(1, -(-len(rows) // threads))
+
+    def work(start: int) -> None:
+        part = ids[start : start + step]
+        users = np.repeat(np.asarray(rows[start : start + step], dtype=np.int64), part.shape[1])
+        because[start : start + len(part)] = model.explain(users, part.ravel()).reshape(part.shape)
+
+    run_blocks(work, range(0, len(rows), step), threads)
+    return because
+
+
 def write_user_lists(
     model: Recommender,
     folder: Path,
@@ -170,25 +200,50 @@ def write_user_lists(
     items: pa.Array,
     active: np.ndarray | None = None,
     show_progress: bool | None = None,
+    reasons: bool = True,
+    dataset: Dataset | None = None,
 ) -> dict[str, Any]:
     """Top-``n`` for every user (or the ``active`` user indices only), written batch by batch
-    as ``lists/user.<model>``; the metadata.json entry."""
+    as ``lists/user.<model>``; the metadata.json entry.
+
+    With ``reasons`` and a model that explains, each batch also gets its entries' because
+    items (column ``because``), and the entry the wall and CPU seconds that took
+    (``because_seconds``, ``because_cpu_seconds``: the CPU time of every thread of the
+    process meanwhile, which a busy machine does not inflate).
+    The entry's ``reason`` is the type of entries without a because item."""
     total = model.n_users if active is None else len(active)
+    explain = reasons and model.explains
+    explain_seconds = explain_cpu = 0.0
     with (
-        ListWriter(folder, "user", model.name, n, key_names=users, item_names=items) as writer,
+        ListWriter(folder, "user", model.name, n, key_names=users, item_names=items, extra=(BECAUSE,) if explain else ()) as writer,
         _progress(total, f"user lists {model.name}", show_progress) as bar,
     ):
+
+        def write(rows: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> None:
+            nonlocal explain_seconds, explain_cpu
+            if explain:
+                started, cpu_started = time.perf_counter(), time.process_time()
+                extra = {BECAUSE: because_block(model, rows, ids)}
+                explain_seconds += time.perf_counter() - started
+                explain_cpu += time.process_time() - cpu_started
+                writer.write(rows, ids, scores, extra)
+            else:
+                writer.write(rows, ids, scores)
+            bar.update(len(rows))
+
         if active is None:
             for rows, ids, scores in model.iter_recommend_all(n, exclude_seen=exclude_seen):
-                writer.write(rows, ids, scores)
-                bar.update(len(rows))
+                write(rows, ids, scores)
         else:
             for start in range(0, len(active), USER_BATCH):
                 rows = active[start : start + USER_BATCH]
                 ids, scores = model.recommend(rows, n, exclude_seen=exclude_seen)
-                writer.write(rows, ids, scores)
-                bar.update(len(rows))
-    return writer.close()
+                write(rows, ids, scores)
+    entry = {**writer.close(), "reason": list_reason(model, dataset)}
+    if explain:
+        entry["because_seconds"] = round(explain_seconds, 4)
+        entry["because_cpu_seconds"] = round(explain_cpu, 4)
+    return entry
 
 
 def write_similar_lists(
@@ -234,12 +289,14 @@ class PopularLists:
     labels: np.ndarray
     ids: np.ndarray
     scores: np.ndarray
+    #: The reason type of the entries: popular, or trending when ranked by trending alone.
+    reason: str = POPULAR
 
     def write(self, folder: Path, items: pa.Array) -> dict[str, Any]:
         """Write ``lists/popular``; the metadata.json entry."""
         with ListWriter(folder, "popular", None, self.ids.shape[1], key_names=self.labels, item_names=items) as writer:
             writer.write(np.arange(len(self.labels)), self.ids, self.scores)
-        return writer.close()
+        return {**writer.close(), "reason": self.reason}
 
 
 def active_users(interactions: pd.DataFrame, users: np.ndarray, days: float) -> tuple[np.ndarray, dict[str, Any]]:
@@ -525,10 +582,13 @@ def _train_into(
                 entries.append(
                     write_user_lists(
                         model, folder, lists_cfg.user_n, exclude_seen=lists_cfg.exclude_seen, users=user_names,
-                        items=item_names, active=active, show_progress=show_progress,
+                        items=item_names, active=active, show_progress=show_progress, reasons=lists_cfg.reasons,
+                        dataset=dataset,
                     )
                 )
                 info.update(rows=entries[-1]["rows"])
+                if "because_seconds" in entries[-1]:
+                    info.update(because_seconds=entries[-1]["because_seconds"])
         if name in similar_models:
             with timer.step(f"lists.similar.{name}") as info:
                 entries.append(write_similar_lists(model, folder, lists_cfg.similar_n, items=item_names, show_progress=show_progress))
@@ -556,6 +616,7 @@ def _train_into(
                 else None
             )
             popular = popular_lists(np.asarray(popular_model.popularity), categories, lists_cfg.popular_n)
+            popular.reason = list_reason(popular_model, dataset)
             entries.append(popular.write(folder, item_names))
             info.update(categories=len(popular.labels) - 1)
 

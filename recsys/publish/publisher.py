@@ -7,7 +7,10 @@ Steps, all under the publish lock:
    HSETs (``batch_fields`` fields per command, one round trip per ``commands_per_flush``
    commands), renewing the lock as it goes; each list is read from the run folder's
    Parquet files in record batches of ``batch_fields`` rows, never whole;
-3. check every hash has the expected number of fields, write ``v:{v}:meta``;
+   user lists of models that explain carry each entry's because item as a short code
+   (recsys/store/codec.py), resolved by the version's ``because-items`` hash;
+3. check every hash has the expected number of fields, write ``v:{v}:meta`` (with the
+   reason type of every user, popular and segment list);
 4. one MULTI/EXEC (WATCHing the lock): SET live, ZADD versions, ZREM pending;
 5. delete versions beyond ``keep_versions`` (never the live one).
 
@@ -26,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis
@@ -39,8 +43,8 @@ from recsys.privacy.tombstones import read_redis as read_tombstones
 from recsys.publish.lock import PublishLock
 from recsys.publish.versions import apply_retention, clean_pending, delete_version_keys, switch_live
 from recsys.runs.folder import CATALOG_SCHEMA, RunFolder, new_run_id, with_all_columns
-from recsys.runs.lists import CONFIDENCE, EXTRA_COLUMNS, ITEM_IDS, KEY, LIFT, READ_BATCH_ROWS, SCORES, RunList
-from recsys.store.codec import encode_ragged
+from recsys.runs.lists import BECAUSE, CONFIDENCE, ITEM_IDS, KEY, LIFT, READ_BATCH_ROWS, SCORES, RunList
+from recsys.store.codec import LIST_REASONS, because_reason, code_width, default_reason, encode_codes, encode_ragged
 from recsys.store.connection import redact
 from recsys.store.keys import OVERALL, KeyLayout
 
@@ -246,6 +250,81 @@ class _Segments:
 
 #: Parquet list columns -> the field of the Redis blob (recsys/store/codec.py).
 _BLOB_FIELDS = {CONFIDENCE: "c", LIFT: "l"}
+#: Counts of a version that are not lists.
+_NOT_LISTS = frozenset({"catalog", "segment_of", "segment_names", "because_items"})
+
+
+class _BecauseCodes:
+    """Numbers the because items of one version (recsys/store/codec.py): code = the item's
+    row in the published catalogue, then ids outside it in order of first appearance.
+    Only the codes some list uses go into the ``because-items`` hash, as the characters
+    the blobs hold them with (one field per width used) -> the finished reason."""
+
+    def __init__(self) -> None:
+        self._ids: list[np.ndarray] = []
+        self._titles: list[np.ndarray] = []
+        self._index: pd.Index | None = None
+        self._catalog_titles = np.array([], dtype=object)
+        self._extra: dict[str, int] = {}
+        #: width -> codes used at that width
+        self.used: dict[int, set[int]] = {}
+
+    def add_catalog(self, ids: pa.Array, titles: pa.Array) -> None:
+        self._ids.append(np.asarray(ids.to_pylist(), dtype=object))
+        self._titles.append(np.asarray(titles.to_pylist(), dtype=object))
+        self._index = None
+
+    def _catalog(self) -> pd.Index:
+        if self._index is None:
+            ids = np.concatenate(self._ids) if self._ids else np.array([], dtype=object)
+            titles = np.concatenate(self._titles) if self._titles else np.array([], dtype=object)
+            first = ~pd.Index(ids, dtype=object).duplicated()
+            self._index = pd.Index(ids[first], dtype=object)
+            self._catalog_titles = titles[first]
+        return self._index
+
+    def codes(self, because: pa.Array) -> np.ndarray:
+        """Codes of a flat string array of because ids (null or "" = none: -1)."""
+        values = because.to_numpy(zero_copy_only=False)
+        present = pc.fill_null(pc.not_equal(because, ""), False).to_numpy(zero_copy_only=False)
+        catalog = self._catalog()
+        codes = np.full(len(values), -1, dtype=np.int64)
+        if present.any():
+            codes[present] = catalog.get_indexer(values[present])
+        missing = present & (codes < 0)
+        if missing.any():
+            for value in pd.unique(values[missing]):
+                self._extra.setdefault(str(value), len(catalog) + len(self._extra))
+            codes[missing] = [self._extra[str(v)] for v in values[missing]]
+        return codes
+
+    def width(self, codes: np.ndarray) -> int:
+        """Characters a code in a batch of these codes, recorded with the codes used."""
+        width = code_width(int(codes.max(initial=0)))
+        self.used.setdefault(width, set()).update(np.unique(codes[codes >= 0]).tolist())
+        return width
+
+    def write(self, writer: _HashWriter, key: str) -> int:
+        """HSET code characters -> reason JSON of every code used; the number of fields."""
+        catalog = self._catalog()
+        by_code = {code: item for item, code in self._extra.items()}
+        written = 0
+        for width, used in sorted(self.used.items()):
+            codes = np.asarray(sorted(used), dtype=np.int64)
+            fields = encode_codes(codes, width).tobytes().decode("ascii")
+            for start in range(0, len(codes), 1000):
+                chunk = codes[start : start + 1000].tolist()
+                reasons = []
+                for code in chunk:
+                    if code < len(catalog):
+                        title = self._catalog_titles[code]
+                        reasons.append(because_reason(str(catalog[code]), None if title is None else str(title)))
+                    else:
+                        reasons.append(because_reason(by_code[code], None))
+                names = [fields[(start + k) * width : (start + k + 1) * width] for k in range(len(chunk))]
+                writer.hset(key, names, reasons)
+                written += len(chunk)
+        return written
 
 
 class Publisher:
@@ -382,17 +461,26 @@ class Publisher:
                     writer = _HashWriter(client, lock, self.commands_per_flush, progress, self.on_flush)
                     counts: dict[str, int] = {}
                     categories: list[str] = []
+                    codes = _BecauseCodes()
                     if catalog is not None:
-                        counts["catalog"] = self._write_catalog(writer, layout.catalog(version), catalog)
+                        counts["catalog"] = self._write_catalog(writer, layout.catalog(version), catalog, codes)
                     appearances = _Appearances()
+                    explained = False
                     for run_list in lists:
                         key = self._key(version, run_list)
                         labels = categories if run_list.kind == "popular" else None
                         tally = appearances.tally(str(run_list.model)) if run_list.kind == "user" else None
-                        counts[self._count_name(run_list)] = self._write_list(writer, key, run_list, labels, tally)
+                        counts[self._count_name(run_list)] = self._write_list(writer, key, run_list, labels, tally, codes)
+                        explained = explained or BECAUSE in run_list.columns()
                     appearances.write(writer, layout.appearances(version))
+                    if explained:
+                        counts["because_items"] = codes.write(writer, layout.because_items(version))
                     if segments is not None:
                         counts["segment_of"] = self._write_segments(writer, layout.segment_of(version), segments)
+                        if segments.names:
+                            names = list(segments.names)
+                            writer.hset(layout.segment_names(version), names, [segments.names[k].encode() for k in names])
+                            counts["segment_names"] = len(names)
                         extra_meta = {**extra_meta, "segments": segments.names, "segment_sizes": segments.sizes,
                                       "segment_details": segments.details}
                     writer.flush()
@@ -415,7 +503,7 @@ class Publisher:
                     log.warning("could not remove the keys of failed version %s; the next publish will", version)
                 raise
             deleted = apply_retention(client, layout, self.keep_versions)
-        n_lists = sum(v for k, v in counts.items() if k not in ("catalog", "segment_of"))
+        n_lists = sum(v for k, v in counts.items() if k not in _NOT_LISTS)
         result = PublishResult(
             version=version,
             run=run_id,
@@ -459,6 +547,7 @@ class Publisher:
         for run_list in lists:
             if run_list.kind in ("user", "similar") and not run_list.model:
                 raise StoreError(f"{run_list.source}: {run_list.kind} lists need a model name")
+        Publisher._reasons(lists)  # an unknown reason type fails before anything is written
 
     def _write_segments(self, writer: _HashWriter, key: str, segments: _Segments) -> int:
         """HSET user id -> segment id, batch by batch; the number of users written."""
@@ -471,13 +560,14 @@ class Publisher:
             written += batch.num_rows
         return written
 
-    def _write_catalog(self, writer: _HashWriter, key: str, catalog: _Catalog) -> int:
+    def _write_catalog(self, writer: _HashWriter, key: str, catalog: _Catalog, codes: _BecauseCodes) -> int:
         written = 0
         for batch in catalog.batches(self.batch_fields):
             ids = batch.column(schema.ITEM_ID)
             if ids.null_count:
                 raise DataError(f"catalogue: an entry has no {schema.ITEM_ID}")
             writer.hset(key, ids.to_pylist(), _catalog_blobs(batch))
+            codes.add_catalog(ids, batch.column(schema.TITLE))
             written += batch.num_rows
         return written
 
@@ -488,11 +578,13 @@ class Publisher:
         run_list: RunList,
         labels: list[str] | None,
         tally: Callable[[pa.Array], None] | None = None,
+        codes: _BecauseCodes | None = None,
     ) -> int:
         """HSET one blob per row, batch by batch; the number of fields written.
 
         ``labels`` (popular only) collects the keys, which are the category labels;
-        ``tally`` (user lists) counts in how many lists each item appears.
+        ``tally`` (user lists) counts in how many lists each item appears; ``codes``
+        numbers the because items of lists that have them.
         """
         written = 0
         for batch in run_list.batches(self.batch_fields):
@@ -500,15 +592,21 @@ class Publisher:
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
             extra = {
-                _BLOB_FIELDS[name]: pc.list_flatten(batch.column(name)).to_numpy(zero_copy_only=False)
-                for name in EXTRA_COLUMNS
+                field_name: pc.list_flatten(batch.column(name)).to_numpy(zero_copy_only=False)
+                for name, field_name in _BLOB_FIELDS.items()
                 if name in batch.schema.names
             }
+            because, width = None, None
+            if BECAUSE in batch.schema.names and codes is not None:
+                because = self._because_codes(batch.column(BECAUSE), lengths, codes)
+                width = codes.width(because)
             blobs = encode_ragged(
                 pc.list_flatten(batch.column(ITEM_IDS)).to_pylist(),
                 offsets,
                 pc.list_flatten(batch.column(SCORES)).to_numpy(zero_copy_only=False),
                 extra or None,
+                because,
+                width,
             )
             if tally is not None:
                 tally(pc.list_flatten(batch.column(ITEM_IDS)))
@@ -521,12 +619,27 @@ class Publisher:
             raise DataError(f"{run_list.source}: {written} rows read, the run's metadata says {run_list.expected_rows}")
         return written
 
+    @staticmethod
+    def _because_codes(column: pa.Array, lengths: np.ndarray, codes: _BecauseCodes) -> np.ndarray:
+        """Because codes of a batch's entries, flat like its item ids (-1 = none); a null
+        row (none for the whole row) is -1 for each of its entries."""
+        flat = codes.codes(pc.list_flatten(column))
+        if not column.null_count:
+            return flat
+        out = np.full(int(lengths.sum()), -1, dtype=np.int64)
+        out[np.repeat(column.is_valid().to_numpy(zero_copy_only=False), lengths)] = flat
+        return out
+
     def _verify(self, version: str, lists: Sequence[RunList], counts: dict[str, int]) -> None:
         """Every hash holds exactly the fields written (catches a concurrent delete, and a
         key written twice in one list)."""
         keys = {"catalog": self.layout.catalog(version)} if "catalog" in counts else {}
         if "segment_of" in counts:
             keys["segment_of"] = self.layout.segment_of(version)
+        if "segment_names" in counts:
+            keys["segment_names"] = self.layout.segment_names(version)
+        if "because_items" in counts:
+            keys["because_items"] = self.layout.because_items(version)
         keys.update({self._count_name(a): self._key(version, a) for a in lists})
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys.values():
@@ -563,5 +676,20 @@ class Publisher:
             "categories": sorted(c for c in categories if c != OVERALL),
             "list_length": {kind: lengths.get(kind, 0) for kind in ("user", "similar", "together", "popular")}
             | ({"segment": lengths["segment"]} if "segment" in lengths else {}),
+            "reasons": Publisher._reasons(lists),
             "counts": counts,
         }
+
+    @staticmethod
+    def _reasons(lists: Sequence[RunList]) -> dict[str, str]:
+        """List name -> reason type of its entries without a because item (user, popular
+        and segment lists): as the run recorded it, else by model name."""
+        out = {}
+        for run_list in lists:
+            if run_list.kind not in ("user", "popular", "segment"):
+                continue
+            reason = run_list.reason or default_reason(run_list.kind, run_list.model)
+            if reason not in LIST_REASONS:
+                raise DataError(f"{run_list.source}: unknown reason type {reason!r} (allowed: {', '.join(LIST_REASONS)})")
+            out[Publisher._count_name(run_list)] = reason
+        return out

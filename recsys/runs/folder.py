@@ -137,7 +137,12 @@ class RunFolder:
         if not isinstance(n, int) or n < 1:
             raise DataError(f"{where}: 'n' must be a positive integer")
         rows = entry.get("rows")
-        return RunList(kind, entry.get("model"), n, directory=directory, rows=rows if isinstance(rows, int) else None)
+        reason = entry.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise DataError(f"{where}: 'reason' must be a string")
+        return RunList(
+            kind, entry.get("model"), n, directory=directory, rows=rows if isinstance(rows, int) else None, reason=reason
+        )
 
     def lists(self) -> list[RunList]:
         return [self.list(entry) for entry in self.list_entries()]

@@ -9,6 +9,9 @@ One list (``lists/<name>/`` in a run folder) is one or more Parquet files with t
     scores     list<float32>  same length as item_ids
     confidence list<float32>  optional (together), same length
     lift       list<float32>  optional (together), same length
+    because    list<string>   optional (user lists of models that explain): raw id of the
+                              seen item that contributes most to each entry's score, null
+                              or "" = none; same length (a null row = none for every entry)
 
 Rows with no item are not written. Further columns are allowed and ignored by the reader.
 Files are read in sorted name order; names starting with ``_`` or ``.`` (Spark's
@@ -39,8 +42,12 @@ ITEM_IDS = "item_ids"
 SCORES = "scores"
 CONFIDENCE = "confidence"
 LIFT = "lift"
-#: Optional list<float32> columns beside the scores, in this order.
-EXTRA_COLUMNS = (CONFIDENCE, LIFT)
+BECAUSE = "because"
+#: Optional list<float32> columns beside the scores.
+FLOAT_COLUMNS = (CONFIDENCE, LIFT)
+#: Optional columns beside the scores, in this order: the float ones, then ``because``
+#: (list<string>, written from item indices, -1 = none).
+EXTRA_COLUMNS = (*FLOAT_COLUMNS, BECAUSE)
 LIST_COLUMNS = (KEY, ITEM_IDS, SCORES, *EXTRA_COLUMNS)
 LISTS_FOLDER = "lists"
 #: Rows per batch when reading.
@@ -73,7 +80,9 @@ def list_schema(extra: Sequence[str] = ()) -> pa.Schema:
         pa.field(ITEM_IDS, pa.list_(pa.string())),
         pa.field(SCORES, pa.list_(pa.float32())),
     ]
-    fields += [pa.field(column, pa.list_(pa.float32())) for column in EXTRA_COLUMNS if column in extra]
+    fields += [pa.field(column, pa.list_(pa.float32())) for column in FLOAT_COLUMNS if column in extra]
+    if BECAUSE in extra:
+        fields.append(pa.field(BECAUSE, pa.list_(pa.string())))
     return pa.schema(fields)
 
 
@@ -87,8 +96,9 @@ def rows_to_batch(
     """One record batch from index rows: ``item_index`` (rows, n) int, -1 = padding.
 
     ``keys`` (rows,) names each row, ``item_names`` maps item index -> raw id; ``scores`` and
-    every ``extra`` array have the shape of ``item_index``. Padding is dropped, and rows left
-    with no item are not in the batch. Vectorised: one Arrow ``take`` for all ids.
+    every ``extra`` array have the shape of ``item_index``: float values for confidence and
+    lift, item indices (-1 = none, written as null) for ``because``. Padding is dropped, and
+    rows left with no item are not in the batch. Vectorised: one Arrow ``take`` for all ids.
     """
     keys, item_names = string_array(keys), string_array(item_names)
     item_index = np.asarray(item_index)
@@ -114,10 +124,14 @@ def rows_to_batch(
             offsets_array, pa.array(np.asarray(scores)[keep][valid[keep]].astype(np.float32, copy=False))
         ),
     }
-    for name in EXTRA_COLUMNS:
+    for name in FLOAT_COLUMNS:
         if name in extra:
             values = np.asarray(extra[name])[keep][valid[keep]].astype(np.float32, copy=False)
             columns[name] = pa.ListArray.from_arrays(offsets_array, pa.array(values))
+    if BECAUSE in extra:
+        because = np.asarray(extra[BECAUSE])[keep][valid[keep]].astype(np.int64, copy=False)
+        indices = pa.array(because, mask=because < 0, type=pa.int64())
+        columns[BECAUSE] = pa.ListArray.from_arrays(offsets_array, pc.take(item_names, indices))
     return pa.RecordBatch.from_arrays(list(columns.values()), schema=list_schema(tuple(extra)))
 
 
@@ -263,6 +277,7 @@ class RunList:
         directory: Path | None = None,
         table: pa.Table | None = None,
         rows: int | None = None,
+        reason: str | None = None,
     ) -> None:
         if kind not in LIST_KINDS:
             raise DataError(f"unknown list kind {kind!r} (allowed: {', '.join(LIST_KINDS)})")
@@ -272,6 +287,8 @@ class RunList:
         self.directory = directory
         self.table = table
         self.expected_rows = rows if rows is not None else (table.num_rows if table is not None else None)
+        #: The reason type of entries without a because item, as the run recorded it (None: not recorded).
+        self.reason = reason
 
     @property
     def name(self) -> str:
@@ -326,7 +343,9 @@ class RunList:
         for name in batch.schema.names:
             if name in (KEY, ITEM_IDS):
                 continue
-            other = pc.fill_null(pc.list_value_length(batch.column(name)), 0)
+            other = pc.list_value_length(batch.column(name))
+            # A null because row is "no because item" for the whole row.
+            other = pc.fill_null(other, lengths) if name == BECAUSE else pc.fill_null(other, 0)
             if not pc.all(pc.equal(lengths, other)).as_py():
                 row = int(pc.index(pc.equal(lengths, other), False).as_py())
                 raise DataError(

@@ -26,6 +26,10 @@ key                            type    content
 ``{p}v:{v}:appearances``       hash    item id -> JSON {model: number of user lists holding it}
 ``{p}v:{v}:segment-of``        hash    user id -> segment id (``[segments]`` runs only)
 ``{p}v:{v}:segment-popular``   hash    segment id -> list blob (popular in that segment)
+``{p}v:{v}:segment-names``     hash    segment id -> segment name (``[segments]`` runs only)
+``{p}v:{v}:because-items``     hash    because code (its characters in the user-list blobs'
+                                       ``"b"``, recsys/store/codec.py) -> the reason as the API
+                                       returns it: JSON {"type": "because", "item_id", "title"}
 ``{p}audience:{name}``         zset    user id -> propensity score (``recsys propensity
                                        --publish NAME``), replaced whole by RENAME
 ``{p}audience:{name}:meta``    string  JSON {name, target, horizon_days, cutoffs, auc, k,
@@ -67,9 +71,14 @@ and, from a run folder, ``"default_reason"`` (why the default model is served) a
 ``"selection"`` (the candidates' holdout scores, recsys.pipeline.selection). A version with
 segments has ``"segments": {segment id: name}``, ``"segment_sizes": {segment id: customers}``,
 ``"segment_details": {segment id: {"centroid", "top_categories"}}`` and ``list_length.segment``.
+A version published with explanations has ``"reasons"``: list name (``user:{model}``,
+``popular``, ``segment``) -> the reason type of its entries without a because item
+(``personalized``, ``similar_users``, ``popular``, ``trending``; recsys/store/codec.py); the
+API assumes :func:`~recsys.store.codec.default_reason` for lists it does not name.
 
 recommend.lua builds the per-version names above from the prefix itself (the version is
-only known once ``live`` is read): ``popular``, ``segment-of``, ``segment-popular`` ... must
+only known once ``live`` is read): ``popular``, ``segment-of``, ``segment-popular``,
+``segment-names``, ``because-items`` ... must
 be changed in both places.
 """
 
@@ -231,3 +240,9 @@ class KeyLayout:
 
     def segment_popular(self, version: str) -> str:
         return f"{self.version_root(version)}segment-popular"
+
+    def segment_names(self, version: str) -> str:
+        return f"{self.version_root(version)}segment-names"
+
+    def because_items(self, version: str) -> str:
+        return f"{self.version_root(version)}because-items"

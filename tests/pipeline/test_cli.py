@@ -106,6 +106,7 @@ def test_train_publish_pipeline_versions_rollback(
             "together": lambda: layout.together(second["version"]),
             "popular": lambda: layout.popular(second["version"]),
             "catalog": lambda: layout.catalog(second["version"]),
+            "because_items": lambda: layout.because_items(second["version"]),
         }[kind]()
         assert redis_client.hlen(key) == fields > 0, name
 

@@ -324,3 +324,36 @@ def test_training_writes_each_batch_as_it_comes(
     metadata = pq.read_metadata(files[0])
     sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
     assert len(yielded) > 3 and sizes == [size for size in yielded if size]
+
+
+def test_user_lists_carry_because_items_and_reason_types(run_dir: Path) -> None:
+    """Models that explain write each entry's because item (their own ``explain``); every
+    user list and the popular list record the reason type of entries without one."""
+    run = RunFolder(run_dir)
+    users, items = run.users(), run.items()
+    entries = {(e["kind"], e["model"]): e for e in run.metadata["lists"]}
+    assert entries[("user", "popular")]["reason"] == "popular" and entries[("popular", None)]["reason"] == "popular"
+    for name in ("itemknn", "rules", "content"):
+        assert entries[("user", name)]["reason"] == "personalized" and entries[("user", name)]["because_seconds"] >= 0
+        model = Recommender.load(run_dir / "models" / name)
+        table = run.find_list("user", name).read_all()
+        rows = users.to_index(table["key"].to_pylist())
+        lengths = [len(v) for v in table["item_ids"].to_pylist()]
+        flat_items = items.to_index([i for row in table["item_ids"].to_pylist() for i in row])
+        expected = model.explain(np.repeat(rows, lengths), flat_items)
+        stored = [b for row in table["because"].to_pylist() for b in row]
+        assert stored == [items.ids[b] if b >= 0 else None for b in expected], name
+        assert sum(b is not None for b in stored) > 0.9 * len(stored), name
+    popular = run.find_list("user", "popular")
+    assert "because" not in popular.columns()
+
+
+def test_reasons_off_writes_no_because_column(frames: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path) -> None:
+    interactions, catalog = frames
+    config = config_for(models={"itemknn": {"k": 20}, "popular": {"mode": "trending"}}, lists={"user_n": 4, "reasons": False})
+    run = RunFolder(train(config, tmp_path, data=LoadedInput(interactions, catalog), show_progress=False))
+    assert "because" not in run.find_list("user", "itemknn").columns()
+    entries = {(e["kind"], e["model"]): e for e in run.metadata["lists"]}
+    assert "because_seconds" not in entries[("user", "itemknn")]
+    # The cluster data has timestamps: the popular model ranks by trending alone.
+    assert entries[("user", "popular")]["reason"] == "trending" and entries[("popular", None)]["reason"] == "trending"

@@ -141,3 +141,34 @@ def test_chunked_names_are_accepted(tmp_path: Path) -> None:
     rows = RunList("user", "m", 2, directory=writer.directory).read_all().to_pylist()
     assert [(r["key"], r["item_ids"]) for r in rows] == [("u2", ["item-9", "item-1"]), ("u0", ["item-4"])]
 
+
+
+def test_because_column_round_trip(tmp_path: Path) -> None:
+    ids = np.array([[3, 1, -1], [0, 9, 2]], dtype=np.int32)
+    because = np.array([[5, -1, -1], [-1, -1, 7]])
+    with ListWriter(tmp_path, "user", "itemknn", 3, key_names=USERS, item_names=ITEMS, extra=("because",)) as writer:
+        writer.write(np.array([0, 1]), ids, np.ones((2, 3), dtype=np.float32), {"because": because})
+    stored = RunList("user", "itemknn", 3, directory=writer.directory)
+    assert stored.columns() == ["key", "item_ids", "scores", "because"]
+    rows = stored.read_all().to_pylist()
+    assert [r["because"] for r in rows] == [["item-5", None], [None, None, "item-7"]]
+    assert pq.read_schema(writer.path).field("because").type == pa.list_(pa.string())
+
+
+def test_because_rows_may_be_null_but_not_of_another_length(tmp_path: Path) -> None:
+    """A writer may leave a whole row's because null (= none); a length mismatch is refused."""
+    folder = tmp_path / "user.m"
+    folder.mkdir()
+    table = pa.table(
+        {
+            "key": ["a", "b"],
+            "item_ids": [["x", "y"], ["z"]],
+            "scores": pa.array([[1.0, 0.5], [2.0]], type=pa.list_(pa.float32())),
+            "because": pa.array([None, [""]], type=pa.list_(pa.string())),
+        }
+    )
+    pq.write_table(table, folder / "part-0.parquet")
+    assert RunList("user", "m", 2, directory=folder).read_all()["because"].to_pylist() == [None, [""]]
+    pq.write_table(table.set_column(3, "because", pa.array([["q"], [""]], type=pa.list_(pa.string()))), folder / "part-0.parquet")
+    with pytest.raises(DataError, match="because has 1 values, item_ids 2"):
+        RunList("user", "m", 2, directory=folder).read_all()

@@ -49,7 +49,10 @@ def test_user_list_is_the_published_list_filtered(client: FlaskClient, published
     assert body["fallback"] is None and body["topped_up"] is False
     assert "experiment" not in body
     first = body["items"][0]
-    assert first == {"item_id": "i3", "score": 1.0, "title": "Item 3", "category": "books", "price": 8.0, "in_stock": True}
+    assert first == {
+        "item_id": "i3", "score": 1.0, "reason": {"type": "personalized"}, "title": "Item 3", "category": "books",
+        "price": 8.0, "in_stock": True,
+    }
     scores = [e["score"] for e in body["items"]]
     assert scores == sorted(scores, reverse=True)
 
@@ -289,10 +292,11 @@ def test_entries_without_catalogue_and_ids_needing_escapes(
     redis_client.hset(layout.user_recs(published.version, "als"), "u9", encode_list([odd, "i1", "ghost"], [3.0, 2.5, 1e-05]))
     redis_client.hset(layout.catalog(published.version), odd, orjson.dumps({"title": 'say "hi"', "category": "books", "price": None, "in_stock": True, "colour": "red"}))
     body = ok(client, "/v1/users/u9/recommendations?n=3")
+    reason = {"type": "personalized"}
     assert body["items"] == [
-        {"item_id": odd, "score": 3.0, "title": 'say "hi"', "category": "books", "price": None, "in_stock": True, "colour": "red"},
-        {"item_id": "i1", "score": 2.5, "title": "Item 1", "category": "books", "price": 6.0, "in_stock": True},
-        {"item_id": "ghost", "score": 1e-05, "title": None, "category": None, "price": None},
+        {"item_id": odd, "score": 3.0, "reason": reason, "title": 'say "hi"', "category": "books", "price": None, "in_stock": True, "colour": "red"},
+        {"item_id": "i1", "score": 2.5, "reason": reason, "title": "Item 1", "category": "books", "price": 6.0, "in_stock": True},
+        {"item_id": "ghost", "score": 1e-05, "reason": reason, "title": None, "category": None, "price": None},
     ]
     # an item without a catalogue entry has no category: a category filter leaves it out
     assert "ghost" not in ids(ok(client, "/v1/users/u9/recommendations?n=3&category=books"))
