@@ -20,8 +20,9 @@ against 0.35 s and 51 s for ``np.linalg.inv`` and 0.14 s and 20 s for float32
 ``cho_factor`` + ``cho_solve``. float32 is used only when it is safe: the relative error of
 the inverse is about cond(G) x 6e-8 at most, and cond(G) <= (max row sum of G + l2) / l2
 (Gershgorin); when that bound exceeds ``FLOAT32_MAX_CONDITION`` the solve runs in float64.
-The factorisation uses the model's ``threads`` BLAS threads: 20,000 items (the 10M synthetic
-shop) take 58 s on 2 threads against 122 s on one.
+The factorisation uses the model's ``threads`` BLAS threads: the fit on the 10M synthetic shop
+(19,000 active items) took 52 s on 2 threads against 122 s on one (benchmarks/bench_pipeline.py,
+BENCHMARKS.md).
 On ml-100k and ml-latest-small the bound is about 130 and float32 gives the same top-10 as
 float64 for every user.
 

@@ -19,7 +19,7 @@ neighbours' items are all recommended), the fewest that bring the pair count wit
 Items everyone has say little about whose taste is alike (the inverse user frequency of
 Breese et al., 1998). The default, 2e9, leaves every item in on ML-100K, ml-latest-small,
 Online Retail and the 1M shop, so their lists are exact; on the 10M shop it leaves out the
-421 items with more than 1,965 users and the search takes 29 s on 2 threads.
+421 items with more than 1,965 users and the fit takes 38 s on 2 threads (BENCHMARKS.md).
 """
 
 from __future__ import annotations
