@@ -25,7 +25,9 @@ scoring every item (a global ranking, a sparse product, a library's own top-k):
 Their defaults, ``_recommend_dense`` / ``_similar_dense``, score the dense block and select
 from it: the reference every fast path must equal (same items in the same order, ties
 aside; tests/models/test_fast_paths.py checks it for every model). Sparse fast paths select
-with :func:`top_n_entries`, which orders ties exactly as :func:`top_n` does.
+with :func:`top_n_entries`, which orders ties exactly as :func:`top_n` does; products of
+user rows with an item matrix select while they sum, row by row, with the compiled kernels
+of :mod:`recsys.models.topk` (itemknn, userknn, ease, content).
 
 The base class does batching, excluding seen items, item filters, top-N selection and
 argument checks, identically for every model. User (item) blocks are computed on

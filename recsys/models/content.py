@@ -10,15 +10,12 @@ are L2-normalised again, so the cosine of two items is the weight-averaged cosin
 fields. Only the vocabularies and idf vectors are kept (no pickled vectorizer), which is
 all :meth:`ContentRecommender.transform_text` needs to embed new text later.
 
-Top-N lists take the cheaper of two exact paths per block. When few items share a term
-with the queries (an upper bound on the cells reached, from the terms' document
-frequencies, below ``SPARSE_REACH`` of the catalogue), the sparse product of the profiles
-with the transposed TF-IDF matrix, selected with :func:`~recsys.models.base.top_n_sparse`.
-When most items are reached (catalogues whose categories share their vocabulary: 11,000 of
-20,000 items per user on the generated shop), a sparse x sparse product costs more than
-the dense block it nearly is, so the block is ``item_tfidf @ profiles.T`` (sparse x dense,
-a few rows of profiles at a time), cells without a shared term set to ``-inf``: the same
-scores (scipy's sparse product stores no zeros).
+Top-N lists are the dot products of the profiles with the TF-IDF rows, scored and selected
+by :func:`~recsys.models.topk.sparse_dot_top_n` (items sharing no term with the query are
+never candidates): its cost is the TF-IDF matrix's entries per profile, whatever share of
+the catalogue a profile reaches (11,000 of 20,000 items per user on the generated shop,
+whose categories share their vocabulary), and neither a sparse product nor a dense score
+block is built.
 """
 
 from __future__ import annotations
@@ -36,15 +33,11 @@ from sklearn.preprocessing import normalize
 from recsys.data import schema
 from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
-from recsys.models.base import ModelConfig, Recommender, diagonal, sparse_from_arrays, sparse_to_arrays, top_n, top_n_sparse
+from recsys.models.base import ModelConfig, Recommender, diagonal, sparse_from_arrays, sparse_to_arrays
 from recsys.models.explain import EXPLAIN_CHUNK_TERMS, checked_pairs
+from recsys.models.topk import sparse_dot_top_n
 
 TextField = Literal["title", "description", "category"]
-
-# Share of the catalogue reached per query (bound) above which blocks are scored dense.
-SPARSE_REACH = 0.05
-# Dense profile rows multiplied at once in the dense path (rows x n_terms cells).
-PROFILE_CHUNK_CELLS = 4_000_000
 
 
 class ContentConfig(ModelConfig):
@@ -116,7 +109,6 @@ class ContentRecommender(Recommender):
         self.vocabularies: dict[str, np.ndarray] = {}
         self.idfs: dict[str, np.ndarray] = {}
         self._item_tfidf_t = sp.csr_matrix((0, 0), dtype=np.float32)
-        self._term_items = np.zeros(0, dtype=np.float64)
 
     @property
     def _config(self) -> ContentConfig:
@@ -168,8 +160,6 @@ class ContentRecommender(Recommender):
 
     def _prepare(self) -> None:
         self._item_tfidf_t = sp.csr_matrix(self.item_tfidf.T)
-        # Items holding each term (document frequency), shape (n_terms,).
-        self._term_items = np.diff(sp.csc_matrix(self.item_tfidf).indptr).astype(np.float64)
 
     # ------------------------------------------------------------ new text
     def transform_text(
@@ -220,37 +210,21 @@ class ContentRecommender(Recommender):
         return sp.csr_matrix(normalize(tf, norm="l2", copy=False))
 
     # ---------------------------------------------------------------- scoring
-    def _profiles(self, user_indices: np.ndarray) -> sp.csr_matrix:
-        """Unit-length user profiles, CSR (len(user_indices), n_terms)."""
+    def _profile_weights(self, user_indices: np.ndarray) -> sp.csr_matrix:
+        """How much each seen item counts in the users' profiles, CSR (len(user_indices), n_items)."""
         weights = self.user_items[user_indices]
         if self._config.profile == "mean":
             weights = weights.copy()
             weights.data = np.ones_like(weights.data)
-        return sp.csr_matrix(normalize(sp.csr_matrix(weights @ self.item_tfidf), norm="l2", copy=False))
+        return weights
+
+    def _profiles(self, user_indices: np.ndarray) -> sp.csr_matrix:
+        """Unit-length user profiles, CSR (len(user_indices), n_terms)."""
+        return sp.csr_matrix(normalize(sp.csr_matrix(self._profile_weights(user_indices) @ self.item_tfidf), norm="l2", copy=False))
 
     def _user_scores(self, user_indices: np.ndarray) -> sp.csr_matrix:
         """Sparse cosine of each user's profile with every item sharing a term, (len(users), n_items)."""
         return sp.csr_matrix(self._profiles(user_indices) @ self._item_tfidf_t)
-
-    def _top_n(
-        self, queries: sp.csr_matrix, n: int, exclude: sp.csr_matrix | None, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` items by cosine with the rows of ``queries`` (CSR (rows, n_terms)), by the cheaper path."""
-        rows = queries.shape[0]
-        reach = float((sp.csr_matrix(queries, copy=True).sign() @ self._term_items).sum()) / max(1, rows)
-        if reach < SPARSE_REACH * self.n_items:
-            return top_n_sparse(sp.csr_matrix(queries @ self._item_tfidf_t), n, exclude=exclude, allowed=allowed)
-        block = np.empty((rows, self.n_items), dtype=np.float32)
-        step = max(1, PROFILE_CHUNK_CELLS // max(1, queries.shape[1]))
-        for start in range(0, rows, step):
-            chunk = queries[start : start + step].toarray()
-            block[start : start + len(chunk)] = (self.item_tfidf @ chunk.T).T
-        block[block == 0] = -np.inf
-        if exclude is not None:
-            block[np.repeat(np.arange(rows), np.diff(exclude.indptr)), exclude.indices] = -np.inf
-        if allowed is not None:
-            block[:, ~allowed] = -np.inf
-        return top_n(block, n)
 
     def _item_scores(self, item_indices: np.ndarray) -> sp.csr_matrix:
         return sp.csr_matrix(self.item_tfidf[item_indices] @ self._item_tfidf_t)
@@ -264,10 +238,12 @@ class ContentRecommender(Recommender):
     def _recommend_block(
         self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self._top_n(self._profiles(users), n, self._seen_block(users, exclude_seen), allowed)
+        exclude = self._seen_block(users, exclude_seen)
+        return sparse_dot_top_n(self._profiles(users), self.item_tfidf, n, exclude=exclude, allowed=allowed)
 
     def _similar_block(self, items: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        return self._top_n(self.item_tfidf[items], n, diagonal(items, self.n_items), allowed)
+        exclude = diagonal(items, self.n_items)
+        return sparse_dot_top_n(self.item_tfidf[items], self.item_tfidf, n, exclude=exclude, allowed=allowed)
 
     def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
         """The seen item ``i`` with the largest term ``w_ui * cos(i, j)`` of the profile score.

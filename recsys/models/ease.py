@@ -7,7 +7,8 @@ A dense item x item weight matrix with a closed form::
 
 and scores ``X[batch] @ B``. B[i, j] is how much having item ``i`` speaks for item ``j``, so
 row ``B[i]`` is the score vector of a user who has only item ``i``: that row is what
-``similar_items`` ranks.
+``similar_items`` ranks. Top-N lists are selected while each user's row of ``X @ B`` is
+summed (:func:`~recsys.models.topk.dense_product_top_n`), without a dense block per batch.
 
 Only items with interactions take part (others have an all-zero row and column in B and are
 never recommended), and their count is capped by ``max_items``: B is dense, 4 bytes x m^2
@@ -45,6 +46,7 @@ from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
 from recsys.models.base import ModelConfig, Recommender, resolve_threads
 from recsys.models.explain import because_items, checked_pairs
+from recsys.models.topk import dense_product_top_n
 
 # Bound on cond(X^T X + l2 I) up to which float32 keeps the inverse within ~1e-3 relative error.
 FLOAT32_MAX_CONDITION = 1e4
@@ -183,6 +185,32 @@ class EASERecommender(Recommender):
     def _score_users(self, user_indices: np.ndarray) -> np.ndarray:
         rows = self._inputs[user_indices]
         return self._spread(np.asarray(rows @ self.weights, dtype=np.float32))
+
+    def _recommend_block(
+        self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        exclude = None
+        if exclude_seen:
+            seen = self.user_items[users]  # every stored item is active
+            exclude = sp.csr_matrix((seen.data, self._position[seen.indices], seen.indptr), shape=(len(users), len(self.active)))
+        return self._listed(dense_product_top_n(self._inputs[users], self.weights, n, exclude=exclude, allowed=self._active_mask(allowed)))
+
+    def _similar_block(self, items: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        positions = self._position[items]
+        active = positions >= 0  # cold items have no row of B: empty lists
+        one = np.ones(int(active.sum()), dtype=np.float32)
+        queries = sp.csr_matrix((one, positions[active], np.r_[0, np.cumsum(active)]), shape=(len(items), len(self.active)))
+        ids, scores = self._listed(dense_product_top_n(queries, self.weights, n, exclude=queries, allowed=self._active_mask(allowed)))
+        ids[~active], scores[~active] = -1, -np.inf
+        return ids, scores
+
+    def _active_mask(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        return None if allowed is None else allowed[self.active]
+
+    def _listed(self, top: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Positions among the active items -> item indices (the order is the same)."""
+        ids, scores = top
+        return np.where(ids >= 0, self.active[np.maximum(ids, 0)], -1).astype(np.int32), scores
 
     def _score_items(self, item_indices: np.ndarray) -> np.ndarray:
         """Row B[i]: the scores of a user who has only item ``i`` (cold items: all -inf)."""

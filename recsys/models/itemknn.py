@@ -4,8 +4,8 @@ implicit computes a sparse item x item matrix ``similarity`` (row ``i`` holds th
 nearest neighbours of item ``i``, the item itself included) from cosine, TF-IDF or BM25
 weighted co-occurrences. A user's score for item ``j`` is ``sum_i x_ui * similarity[i, j]``,
 which is ``user_items[batch] @ similarity``: the same sum implicit's own ``recommend``
-accumulates, done here for a whole batch of users in one sparse product; the top-N is taken
-from the product's sparse rows (:func:`~recsys.models.base.top_n_sparse`), never densified.
+accumulates; the top-N is taken row by row as the product is accumulated
+(:func:`~recsys.models.topk.sparse_product_top_n`), never densified nor stored.
 
 Defaults (BM25, k=75, k1=0.4, b=0.25) were chosen on validation splits carved from the
 training data of ml-100k and ml-latest-small (nDCG@10); plain cosine (k=75) scored 7% and
@@ -24,6 +24,7 @@ from pydantic import Field
 
 from recsys.data.dataset import Dataset
 from recsys.models.base import ModelConfig, Recommender, diagonal, resolve_threads, sparse_from_arrays, sparse_to_arrays, top_n_sparse
+from recsys.models.topk import sparse_product_top_n
 from recsys.models.explain import because_items, checked_pairs, sparse_pair_weights
 
 
@@ -98,7 +99,9 @@ class ItemKNNRecommender(Recommender):
     def _recommend_block(
         self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        return top_n_sparse(self._user_scores(users), n, exclude=self._seen_block(users, exclude_seen), allowed=allowed)
+        return sparse_product_top_n(
+            self.user_items[users], self.similarity, n, exclude=self._seen_block(users, exclude_seen), allowed=allowed
+        )
 
     def _similar_block(self, items: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         return top_n_sparse(self.similarity[items], n, exclude=diagonal(items, self.n_items), allowed=allowed)

@@ -43,9 +43,9 @@ from recsys.models.base import (
     sparse_from_arrays,
     sparse_to_arrays,
     top_n_entries,
-    top_n_sparse,
 )
 from recsys.models.itemknn import sparse_scores_to_dense
+from recsys.models.topk import sparse_product_top_n
 
 log = logging.getLogger(__name__)
 
@@ -220,10 +220,14 @@ class UserKNNRecommender(Recommender):
     def _recommend_block(
         self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        return top_n_sparse(self._user_scores(users), n, exclude=self._seen_block(users, exclude_seen), allowed=allowed)
+        return sparse_product_top_n(
+            self.neighbours[users], self.user_items, n, exclude=self._seen_block(users, exclude_seen), allowed=allowed
+        )
 
     def _similar_block(self, items: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        return top_n_sparse(self._item_scores(items), n, exclude=diagonal(items, self.n_items), allowed=allowed)
+        return sparse_product_top_n(
+            self._item_profiles[items], self._user_profiles, n, exclude=diagonal(items, self.n_items), allowed=allowed
+        )
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {"items_left_out": self.items_left_out}, sparse_to_arrays("neighbours", self.neighbours)
