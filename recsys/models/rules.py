@@ -11,8 +11,10 @@ Rules with an antecedent pair {a, b} -> c (``max_itemset_size=3``) come from an 
 step over the same matrix: only frequent pairs are extended, their basket indicator
 columns B[:, a] * B[:, b] are multiplied with B to count every triple at once. Everything is
 sparse products and array operations; nothing loops over baskets. A user's (basket's) list
-is taken from the sparse combined rule scores (:func:`~recsys.models.base.top_n_entries`),
-never from a dense users x items block.
+is taken from the sparse combined rule scores, never from a dense users x items block:
+while the product is summed (:func:`~recsys.models.topk.sparse_product_top_n`) for
+``combine = "sum"``, from the combined entries (:func:`~recsys.models.base.top_n_entries`)
+for ``max``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from recsys.models.base import (
     top_n_sparse,
 )
 from recsys.models.explain import because_items, checked_pairs, sparse_pair_weights
+from recsys.models.topk import sparse_product_top_n
 
 # Nonzeros of one chunk of pair-indicator columns when counting triples (bounds memory).
 TRIPLE_CHUNK_NNZ = 20_000_000
@@ -304,9 +307,16 @@ class RulesRecommender(Recommender):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` of the combined rule scores of ``baskets``, without the basket's own items
         (``exclude_basket``) and items outside ``allowed``: shape (n_baskets, n) each."""
+        exclude = baskets if exclude_basket else None
+        if self._config.combine == "sum":
+            # The sum over the applying rule sets is one product: [which_1 | which_2] @ [rules_1; rules_2].
+            applies = self._applying_rules(baskets)
+            queries = sp.hstack([which for which, _ in applies], format="csr")
+            matrix = sp.vstack([rules for _, rules in applies], format="csr")
+            return sparse_product_top_n(queries, matrix, n, exclude=exclude, allowed=allowed)
         rows, cols, values = self._basket_entries(baskets)
         scores = sp.csr_matrix((values, (rows, cols)), shape=(baskets.shape[0], self.n_items))
-        return top_n_sparse(scores, n, exclude=baskets if exclude_basket else None, allowed=allowed)
+        return top_n_sparse(scores, n, exclude=exclude, allowed=allowed)
 
     def _score_baskets(self, baskets: sp.csr_matrix) -> np.ndarray:
         """Dense float32 scores (n_baskets, n_items) combining every rule whose antecedent is in the
