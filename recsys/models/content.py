@@ -10,12 +10,12 @@ are L2-normalised again, so the cosine of two items is the weight-averaged cosin
 fields. Only the vocabularies and idf vectors are kept (no pickled vectorizer), which is
 all :meth:`ContentRecommender.transform_text` needs to embed new text later.
 
-Top-N lists are the dot products of the profiles with the TF-IDF rows, scored and selected
-by :func:`~recsys.models.topk.sparse_dot_top_n` (items sharing no term with the query are
-never candidates): its cost is the TF-IDF matrix's entries per profile, whatever share of
-the catalogue a profile reaches (11,000 of 20,000 items per user on the generated shop,
-whose categories share their vocabulary), and neither a sparse product nor a dense score
-block is built.
+Top-N lists are the dot products of the profiles with the TF-IDF rows, selected by a
+:class:`~recsys.models.topk.DotIndex` (items sharing no term with the query are never
+candidates): blocks of similar items are visited best bound first until no block left can
+hold a top-N item. Profiles reach most of the catalogue when categories share their
+vocabulary (11,000 of 20,000 items per user on the generated shop), but only the blocks
+that can compete are scored, and neither a sparse product nor a dense block is built.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
 from recsys.models.base import ModelConfig, Recommender, diagonal, sparse_from_arrays, sparse_to_arrays
 from recsys.models.explain import EXPLAIN_CHUNK_TERMS, checked_pairs
-from recsys.models.topk import sparse_dot_top_n
+from recsys.models.topk import DotIndex
 
 TextField = Literal["title", "description", "category"]
 
@@ -109,6 +109,7 @@ class ContentRecommender(Recommender):
         self.vocabularies: dict[str, np.ndarray] = {}
         self.idfs: dict[str, np.ndarray] = {}
         self._item_tfidf_t = sp.csr_matrix((0, 0), dtype=np.float32)
+        self._index = DotIndex(self.item_tfidf)
 
     @property
     def _config(self) -> ContentConfig:
@@ -160,6 +161,7 @@ class ContentRecommender(Recommender):
 
     def _prepare(self) -> None:
         self._item_tfidf_t = sp.csr_matrix(self.item_tfidf.T)
+        self._index = DotIndex(self.item_tfidf)
 
     # ------------------------------------------------------------ new text
     def transform_text(
@@ -239,11 +241,11 @@ class ContentRecommender(Recommender):
         self, users: np.ndarray, n: int, exclude_seen: bool, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         exclude = self._seen_block(users, exclude_seen)
-        return sparse_dot_top_n(self._profiles(users), self.item_tfidf, n, exclude=exclude, allowed=allowed)
+        return self._index.top_n(self._profiles(users), n, exclude=exclude, allowed=allowed)
 
     def _similar_block(self, items: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         exclude = diagonal(items, self.n_items)
-        return sparse_dot_top_n(self.item_tfidf[items], self.item_tfidf, n, exclude=exclude, allowed=allowed)
+        return self._index.top_n(self.item_tfidf[items], n, exclude=exclude, allowed=allowed)
 
     def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
         """The seen item ``i`` with the largest term ``w_ui * cos(i, j)`` of the profile score.

@@ -27,9 +27,12 @@ import scipy.sparse as sp
 from numba import njit
 
 _NO_MASK = np.ones(0, dtype=np.bool_)
-# Queries scored at once by sparse_dot_top_n, and the most bytes their dense chunk may take.
+# Queries scored at once by the unpruned dot kernel, and the most bytes their dense chunk may take.
 DOT_LANES = 64
 DOT_CHUNK_BYTES = 8 << 20
+# Items per block of a DotIndex, and the relative slack by which a block's bound must miss.
+DOT_BLOCK = 64
+BOUND_MARGIN = 1e-5
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -192,6 +195,77 @@ def _dot_kernel(  # type: ignore[no-untyped-def]
                 out_scores[row, t] = -np.inf
 
 
+@njit(nogil=True, cache=True)
+def _pruned_dot_kernel(  # type: ignore[no-untyped-def]
+    q_indptr, q_indices, q_data, m_indptr, m_indices, m_data, n_terms,
+    block_items, block_starts, bound_indptr, bound_blocks, bound_data, n,
+    ex_indptr, ex_indices, allowed, out_ids, out_scores,
+):
+    rows = len(q_indptr) - 1
+    n_cols = len(m_indptr) - 1
+    n_blocks = len(block_starts) - 1
+    profile = np.zeros(n_terms, dtype=q_data.dtype)
+    bounds = np.zeros(n_blocks, dtype=np.float64)
+    touched = np.zeros(n_blocks, dtype=np.bool_)
+    reached = np.empty(n_blocks, dtype=np.int64)
+    excluded = np.zeros(n_cols, dtype=np.bool_)
+    zero = np.zeros(1, dtype=q_data.dtype)
+    masked = len(allowed) > 0
+    excluding = len(ex_indptr) > 0
+    for row in range(rows):
+        n_reached = 0
+        for p in range(q_indptr[row], q_indptr[row + 1]):
+            term = q_indices[p]
+            weight = q_data[p]
+            profile[term] = weight
+            for s in range(bound_indptr[term], bound_indptr[term + 1]):
+                block = bound_blocks[s]
+                if not touched[block]:
+                    touched[block] = True
+                    reached[n_reached] = block
+                    n_reached += 1
+                bounds[block] += weight * bound_data[s]
+        if excluding:
+            for p in range(ex_indptr[row], ex_indptr[row + 1]):
+                excluded[ex_indices[p]] = True
+        candidates = reached[:n_reached]
+        order = np.argsort(-bounds[candidates])
+        ids = out_ids[row]
+        scores = out_scores[row]
+        count = 0
+        threshold = -np.inf
+        for position in range(n_reached):
+            block = candidates[order[position]]
+            # Every item of this block and of the blocks after it scores at most its bound:
+            # once that is below the n-th best, no item left can enter (nor tie).
+            if count == n and bounds[block] * (1.0 + BOUND_MARGIN) < threshold:
+                break
+            for b in range(block_starts[block], block_starts[block + 1]):
+                column = block_items[b]
+                if (masked and not allowed[column]) or excluded[column]:
+                    continue
+                total = zero[0]
+                for s in range(m_indptr[column], m_indptr[column + 1]):
+                    total += m_data[s] * profile[m_indices[s]]
+                value = np.float32(total)
+                if value == 0 or not np.isfinite(value) or value < threshold:
+                    continue
+                count = _keep_best(ids, scores, count, n, column, value)
+                if count == n:
+                    threshold = scores[n - 1]
+        for t in range(count, n):
+            ids[t] = -1
+            scores[t] = -np.inf
+        for t in range(n_reached):
+            bounds[reached[t]] = 0
+            touched[reached[t]] = False
+        for p in range(q_indptr[row], q_indptr[row + 1]):
+            profile[q_indices[p]] = 0
+        if excluding:
+            for p in range(ex_indptr[row], ex_indptr[row + 1]):
+                excluded[ex_indices[p]] = False
+
+
 def _csr(matrix: sp.spmatrix, dtype: np.dtype) -> sp.csr_matrix:
     out = sp.csr_matrix(matrix)
     if out.dtype != dtype:
@@ -279,35 +353,105 @@ def dense_product_top_n(
     return ids, scores
 
 
+class DotIndex:
+    """Item rows (n_cols, k) prepared for :meth:`top_n`: blocks of similar items and their bounds.
+
+    Items are ordered by their most common term, then by their heaviest one, and cut into
+    blocks of ``DOT_BLOCK``; ``bounds`` (k, n_blocks) holds each term's largest weight in
+    each block. With non-negative queries and items, a query's bound on a block (its
+    profile times the block's maxima) caps every score in the block: blocks are visited
+    best bound first and the search stops when the next bound is below the n-th best score.
+    The result is exact; its cost follows the blocks that can hold a top-n item, not the
+    catalogue.
+    """
+
+    def __init__(self, items: sp.spmatrix, block: int | None = None) -> None:
+        matrix = sp.csr_matrix(items)
+        if matrix.dtype not in (np.float32, np.float64):
+            matrix = matrix.astype(np.float64)
+        matrix.sort_indices()
+        self.items = matrix
+        n_cols, n_terms = matrix.shape
+        self.block = block or DOT_BLOCK
+        self.nonnegative = bool(matrix.nnz == 0 or matrix.data.min() >= 0)
+        rows = np.repeat(np.arange(n_cols, dtype=np.int64), np.diff(matrix.indptr))
+        terms = matrix.indices.astype(np.int64)
+        document_frequency = np.bincount(terms, minlength=n_terms)
+        filled = np.diff(matrix.indptr) > 0
+        firsts = matrix.indptr[:-1][filled]
+        primary = np.full(n_cols, -1, dtype=np.int64)
+        secondary = np.full(n_cols, -1, dtype=np.int64)
+        if matrix.nnz:
+            common = np.lexsort((terms, -document_frequency[terms], rows))
+            heavy = np.lexsort((terms, -matrix.data, rows))
+            primary[filled] = terms[common[firsts]]
+            secondary[filled] = terms[heavy[firsts]]
+        self.order = np.lexsort((np.arange(n_cols), secondary, primary)).astype(np.int64)
+        n_blocks = max(1, -(-n_cols // self.block))
+        self.starts = np.minimum(np.arange(n_blocks + 1, dtype=np.int64) * self.block, n_cols)
+        block_of = np.empty(n_cols, dtype=np.int64)
+        block_of[self.order] = np.arange(n_cols) // self.block
+        keys = terms * n_blocks + block_of[rows]
+        by_key = np.argsort(keys, kind="stable")
+        keys = keys[by_key]
+        heads = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.int64)
+        maxima = np.maximum.reduceat(matrix.data[by_key], heads) if len(keys) else matrix.data[:0]
+        unique = keys[heads]
+        self.bound_indptr = np.r_[0, np.cumsum(np.bincount(unique // n_blocks, minlength=n_terms))].astype(np.int64)
+        self.bound_blocks = (unique % n_blocks).astype(np.int64)
+        self.bound_data = maxima.astype(np.float64)
+
+    def top_n(
+        self,
+        queries: sp.spmatrix,
+        n: int,
+        *,
+        exclude: sp.spmatrix | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` items of each query row (rows, k) by dot product; cells scoring 0 (no shared
+        term) are never candidates. Returns (ids int32, scores float32) of shape (rows, n)."""
+        items = self.items
+        left = _csr(queries, items.dtype)
+        if left.shape[1] != items.shape[1]:
+            raise ValueError(f"queries {left.shape} and items {items.shape} have different widths")
+        rows, n_cols = left.shape[0], items.shape[0]
+        ids = np.empty((rows, n), dtype=np.int32)
+        scores = np.empty((rows, n), dtype=np.float32)
+        ex_indptr, ex_indices = _exclusion(exclude, rows, n_cols)
+        mask = _mask(allowed, n_cols)
+        if self.nonnegative and (left.nnz == 0 or left.data.min() >= 0):
+            _pruned_dot_kernel(
+                left.indptr, left.indices, left.data, items.indptr, items.indices, items.data, items.shape[1],
+                self.order, self.starts, self.bound_indptr, self.bound_blocks, self.bound_data, n,
+                ex_indptr, ex_indices, mask, ids, scores,
+            )
+        else:
+            lanes = int(np.clip(DOT_CHUNK_BYTES // max(1, left.shape[1] * items.dtype.itemsize), 8, DOT_LANES))
+            _dot_kernel(
+                left.indptr, left.indices, left.data, items.indptr, items.indices, items.data, items.shape[1], lanes, n,
+                ex_indptr, ex_indices, mask, True, ids, scores,
+            )
+        return ids, scores
+
+
 def sparse_dot_top_n(
     queries: sp.spmatrix,
-    items: sp.spmatrix,
+    items: sp.spmatrix | DotIndex,
     n: int,
     *,
     exclude: sp.spmatrix | None = None,
     allowed: np.ndarray | None = None,
-    skip_zeros: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``n`` items of each query by dot product: ``queries @ items.T``, never built.
 
     ``queries``: (rows, k) sparse; ``items``: (n_cols, k) sparse, one row per item (e.g.
-    TF-IDF rows), whose entries are read once per ``DOT_LANES`` queries, so the cost is
-    nnz(items) per query whatever share of the items each query reaches. Cells scoring 0
-    are no candidates with ``skip_zeros`` (no shared term). Returns (ids int32, scores
-    float32) of shape (rows, n), equal to :func:`~recsys.models.base.top_n` of the dense
-    product with excluded cells (and, with ``skip_zeros``, zeros) at -inf.
+    TF-IDF rows), or a :class:`DotIndex` of them (build it once for many calls). Cells
+    scoring 0 are no candidates (no shared term). Returns (ids int32, scores float32) of
+    shape (rows, n), equal to :func:`~recsys.models.base.top_n` of the dense product with
+    excluded cells and zeros at -inf. Non-negative data (TF-IDF) visits only the item
+    blocks whose bound can reach the top ``n``; other data reads every item row once per
+    ``DOT_LANES`` queries.
     """
-    dtype = np.result_type(queries.dtype, items.dtype, np.float32)
-    left, right = _csr(queries, dtype), _csr(items, dtype)
-    if left.shape[1] != right.shape[1]:
-        raise ValueError(f"queries {left.shape} and items {right.shape} have different widths")
-    rows, n_cols = left.shape[0], right.shape[0]
-    ids = np.empty((rows, n), dtype=np.int32)
-    scores = np.empty((rows, n), dtype=np.float32)
-    ex_indptr, ex_indices = _exclusion(exclude, rows, n_cols)
-    lanes = int(np.clip(DOT_CHUNK_BYTES // max(1, left.shape[1] * dtype.itemsize), 8, DOT_LANES))
-    _dot_kernel(
-        left.indptr, left.indices, left.data, right.indptr, right.indices, right.data, left.shape[1], lanes, n,
-        ex_indptr, ex_indices, _mask(allowed, n_cols), skip_zeros, ids, scores,
-    )
-    return ids, scores
+    index = items if isinstance(items, DotIndex) else DotIndex(items)
+    return index.top_n(queries, n, exclude=exclude, allowed=allowed)

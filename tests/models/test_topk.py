@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.models.base import top_n, top_n_sparse
-from recsys.models.topk import dense_product_top_n, sparse_dot_top_n, sparse_product_top_n
+from recsys.models.topk import DotIndex, dense_product_top_n, sparse_dot_top_n, sparse_product_top_n
 
 N = 7
 
@@ -81,15 +81,23 @@ def test_dense_product_equals_top_n_of_the_masked_product(dtype: type, skip_zero
     assert (got[0][3] == -1).all() if skip_zeros else (got[1][3] == 0).all()
 
 
-def test_sparse_dot_equals_the_dense_dot_products(dtype: type) -> None:
-    queries = random_sparse(150, 50, 0.1, 9, dtype)  # more rows than one chunk of lanes
+@pytest.mark.parametrize("signs", ["non-negative", "mixed"])
+def test_sparse_dot_equals_the_dense_dot_products(dtype: type, signs: str) -> None:
+    # Non-negative data takes the pruned path (blocks of 4 items here, so that bounds prune),
+    # mixed signs the one that reads every item row, 64 queries at a time.
+    queries = random_sparse(150, 50, 0.1, 9, dtype)
     items = random_sparse(70, 50, 0.1, 10, dtype)
+    if signs == "non-negative":
+        queries.data, items.data = np.abs(queries.data), np.abs(items.data)
+    index = DotIndex(items, block=4)
+    assert index.nonnegative == (signs == "non-negative")
     exclude = random_sparse(150, 70, 0.1, 11)
     allowed = np.random.default_rng(12).random(70) < 0.8
     full = masked((queries @ items.T).toarray(), exclude, allowed)
     full[full == 0] = -np.inf  # no shared term: no candidate
-    got = sparse_dot_top_n(queries, items, N, exclude=exclude, allowed=allowed)
+    got = index.top_n(queries, N, exclude=exclude, allowed=allowed)
     assert_same(got, top_n(full, N), full)
+    np.testing.assert_array_equal(sparse_dot_top_n(queries, items, N, exclude=exclude, allowed=allowed)[0], got[0])
     # Sums taken as scipy's sparse product takes them: the same floats as top_n_sparse's.
     expected = top_n_sparse(sp.csr_matrix(queries @ items.T), N, exclude=exclude, allowed=allowed)
     np.testing.assert_array_equal(got[1], expected[1])
@@ -122,3 +130,23 @@ def test_shapes_that_do_not_fit_are_refused() -> None:
         dense_product_top_n(queries, np.zeros((3, 5), dtype=np.float32), 2, allowed=np.ones(4, dtype=bool))
     with pytest.raises(ValueError, match="exclude has shape"):
         sparse_product_top_n(queries, sp.csr_matrix((3, 5), dtype=np.float32), 2, exclude=sp.csr_matrix((2, 4)))
+
+
+def test_pruned_dot_skips_blocks_and_stays_exact() -> None:
+    """Items in two groups sharing no term: a query of one group never needs the other's
+    blocks, and the lists equal the full products' even where scores tie across blocks."""
+    rng = np.random.default_rng(13)
+    group = np.repeat([0, 1], 200)
+    terms = np.where(group[:, None] == 0, rng.integers(0, 20, (400, 3)), rng.integers(20, 40, (400, 3)))
+    items = sp.csr_matrix((np.ones(1200, dtype=np.float32), (np.repeat(np.arange(400), 3), terms.ravel())), shape=(400, 40))
+    items.sum_duplicates()
+    queries = sp.csr_matrix(rng.integers(0, 3, (30, 40)).astype(np.float32))
+    full = (queries @ items.T).toarray().astype(np.float32)
+    full[full == 0] = -np.inf
+    index = DotIndex(items, block=8)
+    got = index.top_n(queries, 10)
+    assert_same(got, top_n(full, 10), full)
+    # The bounds are tight enough to prune: blocks hold one group each.
+    bounds = sp.csr_matrix((index.bound_data, index.bound_blocks, index.bound_indptr), shape=(40, len(index.starts) - 1))
+    blocks_per_term = np.diff(bounds.indptr)
+    assert blocks_per_term.max() <= 25  # a term is in at most the 25 blocks of its group
