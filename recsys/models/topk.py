@@ -11,8 +11,13 @@ and give exactly the reference's lists:
 
 * :func:`sparse_product_top_n` = ``top_n_sparse(queries @ matrix, n, exclude, allowed)``:
   a cell is a candidate when the product stores it (scipy drops sums equal to zero);
+  itemknn, userknn and rules;
 * :func:`dense_product_top_n` = ``top_n(queries @ matrix with excluded cells -inf, n)``:
-  every cell is a candidate.
+  every cell is a candidate; ease;
+* :class:`DotIndex` / :func:`sparse_dot_top_n`: top-N of ``queries @ items.T`` where the
+  items' rows are sparse too (TF-IDF) and a cell without a shared term is no candidate;
+  with non-negative data it visits item blocks by an upper bound and stops when no block
+  left can reach the list, so it scores a fraction of the catalogue (content).
 
 Sums are taken in the same order and precision as scipy's products (query entries in
 stored order, float32 when both operands are float32), and candidates are ranked by their
