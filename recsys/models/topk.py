@@ -108,7 +108,7 @@ def _sparse_kernel(  # type: ignore[no-untyped-def]
 
 @njit(nogil=True, cache=True)
 def _dense_kernel(  # type: ignore[no-untyped-def]
-    q_indptr, q_indices, q_data, matrix, n, ex_indptr, ex_indices, allowed, skip_zeros, out_ids, out_scores,
+    q_indptr, q_indices, q_data, matrix, n, ex_indptr, ex_indices, allowed, out_ids, out_scores,
 ):
     rows = len(q_indptr) - 1
     n_cols = matrix.shape[1]
@@ -134,7 +134,7 @@ def _dense_kernel(  # type: ignore[no-untyped-def]
             value = np.float32(accumulator[c])
             if value < threshold or (masked and not allowed[c]):
                 continue
-            if np.isfinite(value) and not (skip_zeros and value == 0):
+            if np.isfinite(value):
                 count = _keep_best(ids, scores, count, n, c, value)
                 if count == n:
                     threshold = scores[n - 1]
@@ -146,7 +146,7 @@ def _dense_kernel(  # type: ignore[no-untyped-def]
 @njit(nogil=True, cache=True)
 def _dot_kernel(  # type: ignore[no-untyped-def]
     q_indptr, q_indices, q_data, m_indptr, m_indices, m_data, n_terms, lanes, n,
-    ex_indptr, ex_indices, allowed, skip_zeros, out_ids, out_scores,
+    ex_indptr, ex_indices, allowed, out_ids, out_scores,
 ):
     rows = len(q_indptr) - 1
     n_cols = len(m_indptr) - 1
@@ -183,7 +183,7 @@ def _dot_kernel(  # type: ignore[no-untyped-def]
                 value = np.float32(sums[lane])
                 if value < thresholds[lane] or excluded[column, lane]:
                     continue
-                if np.isfinite(value) and not (skip_zeros and value == 0):
+                if value != 0 and np.isfinite(value):
                     row = first + lane
                     counts[lane] = _keep_best(out_ids[row], out_scores[row], counts[lane], n, column, value)
                     if counts[lane] == n:
@@ -335,13 +335,11 @@ def dense_product_top_n(
     *,
     exclude: sp.spmatrix | None = None,
     allowed: np.ndarray | None = None,
-    skip_zeros: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``n`` of each row of ``queries @ matrix`` (sparse (rows, k) times dense (k, n_cols)).
 
-    Every cell is a candidate except the stored cells of ``exclude``, the columns where
-    ``allowed`` is False and, with ``skip_zeros``, cells whose score is 0 (for scores that
-    are 0 exactly where there is no evidence, as a cosine of non-negative vectors). Returns (ids int32, scores float32) of shape (rows, n), equal to
+    Every cell is a candidate except the stored cells of ``exclude`` and the columns where
+    ``allowed`` is False. Returns (ids int32, scores float32) of shape (rows, n), equal to
     :func:`~recsys.models.base.top_n` of the dense product with those cells set to -inf.
     """
     weights = np.ascontiguousarray(matrix)
@@ -354,7 +352,7 @@ def dense_product_top_n(
     ids = np.empty((rows, n), dtype=np.int32)
     scores = np.empty((rows, n), dtype=np.float32)
     ex_indptr, ex_indices = _exclusion(exclude, rows, n_cols)
-    _dense_kernel(left.indptr, left.indices, left.data, weights, n, ex_indptr, ex_indices, _mask(allowed, n_cols), skip_zeros, ids, scores)
+    _dense_kernel(left.indptr, left.indices, left.data, weights, n, ex_indptr, ex_indices, _mask(allowed, n_cols), ids, scores)
     return ids, scores
 
 
@@ -435,7 +433,7 @@ class DotIndex:
             lanes = int(np.clip(DOT_CHUNK_BYTES // max(1, left.shape[1] * items.dtype.itemsize), 8, DOT_LANES))
             _dot_kernel(
                 left.indptr, left.indices, left.data, items.indptr, items.indices, items.data, items.shape[1], lanes, n,
-                ex_indptr, ex_indices, mask, True, ids, scores,
+                ex_indptr, ex_indices, mask, ids, scores,
             )
         return ids, scores
 
