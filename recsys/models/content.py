@@ -34,7 +34,7 @@ from recsys.data import schema
 from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
 from recsys.models.base import ModelConfig, Recommender, diagonal, sparse_from_arrays, sparse_to_arrays
-from recsys.models.explain import EXPLAIN_CHUNK_TERMS, checked_pairs
+from recsys.models.explain import because_dot, checked_pairs
 from recsys.models.topk import DotIndex
 
 TextField = Literal["title", "description", "category"]
@@ -254,62 +254,8 @@ class ContentRecommender(Recommender):
         removing one also rescales the rest.
         """
         users, items = checked_pairs(self, user_indices, item_indices)
-        weights = self.user_items
-        if self._config.profile == "mean":
-            weights = weights.copy()
-            weights.data = np.ones_like(weights.data)
-        out = np.full(len(users), -1, dtype=np.int64)
-        # Pairs in chunks of about EXPLAIN_CHUNK_TERMS (pair, seen item) terms.
-        ends = np.cumsum(np.diff(weights.indptr)[users] * (items >= 0))
-        bounds = np.searchsorted(ends, np.arange(EXPLAIN_CHUNK_TERMS, int(ends[-1]) if len(ends) else 0, EXPLAIN_CHUNK_TERMS))
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(users)], strict=True):
-            if hi > lo:
-                out[lo:hi] = self._because_chunk(weights, users[lo:hi], items[lo:hi])
-        return out
-
-    def _because_chunk(self, weights: sp.csr_matrix, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """:func:`~recsys.models.explain.because_items` for content, from one sparse product.
-
-        Each pair's user gets term columns of its own (term + user slot * n_terms), so
-        ``B @ A.T`` (B: the pairs' item rows, A: the users' seen item rows) holds exactly the
-        cosines of every pair's item with its user's seen items that share a term
-        (block-diagonal), without gathering two TF-IDF rows per (pair, seen item) term. A
-        seen item sharing no term contributes 0, never the because item. The best term of
-        each pair is taken with segmented maxima, ties to the lower item, as because_items.
-        """
-        out = np.full(len(users), -1, dtype=np.int64)
-        valid = np.flatnonzero(items >= 0)
-        if not len(valid):
-            return out
-        slots, slot_of = np.unique(users[valid], return_inverse=True)
-        history = weights[slots]
-        if not history.has_sorted_indices:
-            history.sort_indices()
-        seen = history.indices.astype(np.int64)
-        n_terms = self.item_tfidf.shape[1]
-        width = max(1, len(slots)) * n_terms
-
-        def shifted(rows: np.ndarray, row_slots: np.ndarray) -> sp.csr_matrix:
-            block = self.item_tfidf[rows]
-            columns = block.indices.astype(np.int64) + np.repeat(row_slots.astype(np.int64), np.diff(block.indptr)) * n_terms
-            return sp.csr_matrix((block.data, columns, block.indptr), shape=(len(rows), width))
-
-        seen_slot = np.repeat(np.arange(len(slots)), np.diff(history.indptr))
-        cosines = sp.csr_matrix(shifted(items[valid], slot_of) @ shifted(seen, seen_slot).T)
-        lengths = np.diff(cosines.indptr)
-        filled = lengths > 0
-        if not filled.any():
-            return out
-        terms = cosines.indices.astype(np.int64)  # position in history: the seen item
-        contribution = history.data[terms].astype(np.float64) * cosines.data.astype(np.float64)
-        starts = cosines.indptr[:-1][filled]
-        best = np.maximum.reduceat(contribution, starts)
-        hit = contribution == np.repeat(best, lengths[filled])
-        # A user's seen items are in ascending item order: the lowest position is the lowest item.
-        lowest = np.minimum.reduceat(np.where(hit, terms, np.iinfo(np.int64).max), starts)
-        good = best > 0
-        out[valid[filled][good]] = seen[lowest[good]]
-        return out
+        weighting = "ones" if self._config.profile == "mean" else "stored"
+        return because_dot(self.user_items, users, items, self.item_tfidf, weighting)
 
     # ------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

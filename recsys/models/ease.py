@@ -45,7 +45,7 @@ from threadpoolctl import threadpool_limits
 from recsys.data.dataset import Dataset
 from recsys.errors import ModelError
 from recsys.models.base import ModelConfig, Recommender, resolve_threads
-from recsys.models.explain import because_items, checked_pairs
+from recsys.models.explain import because_dense, checked_pairs
 from recsys.models.topk import dense_product_top_n
 
 # Bound on cond(X^T X + l2 I) up to which float32 keeps the inverse within ~1e-3 relative error.
@@ -222,19 +222,8 @@ class EASERecommender(Recommender):
     def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
         """The seen item ``i`` with the largest term ``x_ui * B[i, j]`` of each entry's score."""
         users, items = checked_pairs(self, user_indices, item_indices)
-        positions = self._position
-
-        def weights(seen: np.ndarray, targets: np.ndarray) -> np.ndarray:
-            rows, cols = positions[seen], positions[targets]
-            known = (rows >= 0) & (cols >= 0)
-            return np.where(known, self.weights[np.maximum(rows, 0), np.maximum(cols, 0)], 0.0)
-
-        # X restricted to the active items is re-indexed; score with the full-width binarised input.
-        inputs = self.user_items.copy()
-        inputs.eliminate_zeros()
-        if self.config.binarize:  # type: ignore[attr-defined]
-            inputs.data = (inputs.data > 0).astype(np.float32)
-        return because_items(inputs, users, items, weights)
+        weighting = "positive" if self.config.binarize else "stored"  # type: ignore[attr-defined]
+        return because_dense(self.user_items, users, items, self.weights, self._position, weighting)
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {"solve_dtype": self.solve_dtype}, {"weights": self.weights, "active": self.active}

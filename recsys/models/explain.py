@@ -2,79 +2,187 @@
 
 Item-based models score ``s(u, j) = sum_i x_ui * W[i, j]`` over the items ``i`` the user has
 (item-kNN: similarity, EASE: B, rules: confidence or lift, content: cosine). The term of
-seen item ``i`` is its contribution; the largest positive one is the ``because`` item.
-:func:`because_items` expands every (user, item) pair into its user's seen items in chunks
-of bounded size and takes the argmax per pair with array operations (a segmented maximum,
-O(terms)), no loop per pair.
+seen item ``i`` is its contribution; the largest positive one is the ``because`` item, ties
+to the lower item index.
+
+The kernels below take each (user, item) pair, walk the user's row of ``x`` once and look
+``W[i, j]`` up where it lives: a binary search in a sorted CSR row (:func:`because_sparse`),
+a cell of a dense matrix (:func:`because_dense`), or the dot product of two TF-IDF rows
+(:func:`because_dot`). They are compiled with numba and release the GIL, so the training
+run's block threads explain on every core, and nothing of the size of the user matrix is
+copied per call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
 from recsys.errors import ModelError
 from recsys.models.base import Recommender
 
-# Expanded (pair, seen item) terms evaluated at once.
-EXPLAIN_CHUNK_TERMS = 4_000_000
-
-#: ``weights(seen_items, target_items) -> W[seen, target]``, both arrays of the same shape.
-PairWeights = Callable[[np.ndarray, np.ndarray], np.ndarray]
+#: How a stored ``x_ui`` counts: as stored; 1 where > 0, else 0; 1 where nonzero; 1 wherever stored.
+Weighting = Literal["stored", "positive", "nonzero", "ones"]
+_WEIGHTING = {"stored": 0, "positive": 1, "nonzero": 2, "ones": 3}
 
 
-def because_items(
-    user_items: sp.csr_matrix, users: np.ndarray, items: np.ndarray, weights: PairWeights
+@njit(nogil=True, cache=True, inline="always")
+def _weight(value, mode):  # type: ignore[no-untyped-def]
+    if mode == 0:
+        return np.float64(value)
+    if mode == 1:
+        return 1.0 if value > 0 else 0.0
+    if mode == 2:
+        return 1.0 if value != 0 else 0.0
+    return 1.0
+
+
+@njit(nogil=True, cache=True)
+def _because_sparse_kernel(  # type: ignore[no-untyped-def]
+    x_indptr, x_indices, x_data, mode, users, items, w_indptr, w_indices, w_data, out
+):
+    for k in range(len(users)):
+        target = items[k]
+        out[k] = -1
+        if target < 0:
+            continue
+        user = users[k]
+        best = 0.0
+        for p in range(x_indptr[user], x_indptr[user + 1]):
+            seen = x_indices[p]
+            lo, hi = w_indptr[seen], w_indptr[seen + 1]
+            while lo < hi:  # first stored column >= target (rows are sorted)
+                mid = (lo + hi) // 2
+                if w_indices[mid] < target:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo == w_indptr[seen + 1] or w_indices[lo] != target:
+                continue
+            contribution = _weight(x_data[p], mode) * np.float64(w_data[lo])
+            if contribution > best and np.isfinite(contribution):
+                best = contribution
+                out[k] = seen
+
+
+@njit(nogil=True, cache=True)
+def _because_dense_kernel(x_indptr, x_indices, x_data, mode, users, items, position, weights, out):  # type: ignore[no-untyped-def]
+    for k in range(len(users)):
+        out[k] = -1
+        if items[k] < 0:
+            continue
+        column = position[items[k]]
+        if column < 0:
+            continue
+        user = users[k]
+        best = 0.0
+        for p in range(x_indptr[user], x_indptr[user + 1]):
+            row = position[x_indices[p]]
+            if row < 0:
+                continue
+            contribution = _weight(x_data[p], mode) * np.float64(weights[row, column])
+            if contribution > best and np.isfinite(contribution):
+                best = contribution
+                out[k] = x_indices[p]
+
+
+@njit(nogil=True, cache=True)
+def _because_dot_kernel(  # type: ignore[no-untyped-def]
+    x_indptr, x_indices, x_data, mode, users, items, t_indptr, t_indices, t_data, n_terms, out
+):
+    target_row = np.zeros(n_terms, dtype=t_data.dtype)
+    zero = np.zeros(1, dtype=t_data.dtype)
+    for k in range(len(users)):
+        out[k] = -1
+        target = items[k]
+        if target < 0:
+            continue
+        for s in range(t_indptr[target], t_indptr[target + 1]):
+            target_row[t_indices[s]] = t_data[s]
+        user = users[k]
+        best = 0.0
+        for p in range(x_indptr[user], x_indptr[user + 1]):
+            seen = x_indices[p]
+            cosine = zero[0]
+            for s in range(t_indptr[seen], t_indptr[seen + 1]):
+                cosine += target_row[t_indices[s]] * t_data[s]
+            contribution = _weight(x_data[p], mode) * np.float64(cosine)
+            if contribution > best and np.isfinite(contribution):
+                best = contribution
+                out[k] = seen
+        for s in range(t_indptr[target], t_indptr[target + 1]):
+            target_row[t_indices[s]] = 0
+
+
+def _rows(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """``matrix`` as CSR with sorted indices: a user's first best term is its lowest item, and
+    W's rows can be binary-searched. No copy when it already is one."""
+    csr = matrix if sp.isspmatrix_csr(matrix) else sp.csr_matrix(matrix)
+    if not csr.has_sorted_indices:
+        csr = csr.sorted_indices()
+    return csr
+
+
+def because_sparse(
+    user_items: sp.spmatrix, users: np.ndarray, items: np.ndarray, weights: sp.spmatrix, weighting: Weighting = "stored"
 ) -> np.ndarray:
-    """For each pair (users[k], items[k]), the seen item with the largest ``x_ui * W[i, j]``.
+    """For each pair (users[k], items[k]), the seen item ``i`` with the largest ``x_ui * W[i, j]``.
 
     Args:
-        user_items: CSR (n_users, n_items), the ``x_ui`` the model scores with.
+        user_items: (n_users, n_items) sparse ``x``; ``weighting`` says how its values count.
         users, items: shape (n,) int; items[k] == -1 (list padding) gives -1.
-        weights: W looked up for arrays of (seen item, target item).
+        weights: W, (n_items, n_items) sparse; cells it does not store are 0.
     Returns:
-        (n,) int64 item indices; -1 where no seen item has a positive contribution. Ties go
-        to the lower item index.
+        (n,) int64 item indices; -1 where no seen item has a positive, finite contribution.
+        Ties go to the lower item index.
     """
-    users = np.asarray(users, dtype=np.int64)
-    items = np.asarray(items, dtype=np.int64)
-    out = np.full(len(users), -1, dtype=np.int64)
-    valid = np.flatnonzero(items >= 0)
-    if not len(valid):
-        return out
-    if not user_items.has_sorted_indices:
-        # The first best term of a pair must be its lowest seen item (ties).
-        user_items = user_items.sorted_indices()
-    lengths = np.diff(user_items.indptr)[users[valid]]
-    ends = np.cumsum(lengths)
-    bounds = np.searchsorted(ends, np.arange(EXPLAIN_CHUNK_TERMS, int(ends[-1]) if len(ends) else 0, EXPLAIN_CHUNK_TERMS))
-    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(valid)], strict=True):
-        if hi <= lo:
-            continue
-        pairs = valid[lo:hi]
-        size = lengths[lo:hi]
-        if not size.sum():
-            continue
-        owner = np.repeat(np.arange(hi - lo), size)
-        # Position of each term inside its user's row of user_items.
-        offsets = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
-        positions = user_items.indptr[users[pairs]][owner] + offsets
-        seen = user_items.indices[positions].astype(np.int64)
-        contribution = user_items.data[positions].astype(np.float64) * np.asarray(
-            weights(seen, items[pairs][owner]), dtype=np.float64
-        )
-        contribution = np.where(np.isfinite(contribution), contribution, -np.inf)
-        # Best term per pair: each pair's terms are contiguous and in ascending item order,
-        # so the first term equal to its pair's maximum is the best, ties to the lower item.
-        filled = size > 0
-        best = np.maximum.reduceat(contribution, (np.cumsum(size) - size)[filled])
-        hits = np.flatnonzero(contribution == np.repeat(best, size[filled]))
-        first = hits[np.r_[True, owner[hits][1:] != owner[hits][:-1]]]
-        good = contribution[first] > 0
-        out[pairs[owner[first][good]]] = seen[first][good]
+    x, w = _rows(user_items), _rows(weights)
+    users, items = _pairs(users, items)
+    out = np.empty(len(users), dtype=np.int64)
+    _because_sparse_kernel(x.indptr, x.indices, x.data, _WEIGHTING[weighting], users, items, w.indptr, w.indices, w.data, out)
     return out
+
+
+def because_dense(
+    user_items: sp.spmatrix,
+    users: np.ndarray,
+    items: np.ndarray,
+    weights: np.ndarray,
+    position: np.ndarray,
+    weighting: Weighting = "stored",
+) -> np.ndarray:
+    """:func:`because_sparse` with a dense W over a subset of the items: ``W[position[i],
+    position[j]]``, shape (m, m); an item whose position is -1 has an all-zero row and column."""
+    x = _rows(user_items)
+    users, items = _pairs(users, items)
+    out = np.empty(len(users), dtype=np.int64)
+    _because_dense_kernel(x.indptr, x.indices, x.data, _WEIGHTING[weighting], users, items, np.asarray(position, dtype=np.int64), weights, out)
+    return out
+
+
+def because_dot(
+    user_items: sp.spmatrix, users: np.ndarray, items: np.ndarray, item_rows: sp.spmatrix, weighting: Weighting = "stored"
+) -> np.ndarray:
+    """:func:`because_sparse` with ``W[i, j] = item_rows[i] . item_rows[j]`` (e.g. the cosine of
+    L2-normalised TF-IDF rows), summed in the precision of ``item_rows`` over the shared terms
+    in ascending order, as scipy's product of the two rows; items sharing no term contribute
+    nothing."""
+    x, t = _rows(user_items), _rows(item_rows)
+    users, items = _pairs(users, items)
+    out = np.empty(len(users), dtype=np.int64)
+    _because_dot_kernel(x.indptr, x.indices, x.data, _WEIGHTING[weighting], users, items, t.indptr, t.indices, t.data, t.shape[1], out)
+    return out
+
+
+def _pairs(users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    users = np.ascontiguousarray(users, dtype=np.int64)
+    items = np.ascontiguousarray(items, dtype=np.int64)
+    if users.shape != items.shape or users.ndim != 1:
+        raise ValueError(f"users {users.shape} and items {items.shape} must be one-dimensional and alike")
+    return users, items
 
 
 def checked_pairs(
@@ -90,13 +198,3 @@ def checked_pairs(
     if (~padding).any():
         items[~padding] = model._check_indices(raw_items[~padding], model.n_items, "item")
     return users, items
-
-
-def sparse_pair_weights(matrix: sp.spmatrix) -> PairWeights:
-    """W[i, j] lookups in a sparse item x item matrix (0 where not stored), one C-level call."""
-    csr = sp.csr_matrix(matrix)
-
-    def lookup(seen: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        return np.asarray(csr[seen, targets], dtype=np.float64).ravel()
-
-    return lookup

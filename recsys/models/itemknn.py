@@ -25,7 +25,7 @@ from pydantic import Field
 from recsys.data.dataset import Dataset
 from recsys.models.base import ModelConfig, Recommender, diagonal, resolve_threads, sparse_from_arrays, sparse_to_arrays, top_n_sparse
 from recsys.models.topk import sparse_product_top_n
-from recsys.models.explain import because_items, checked_pairs, sparse_pair_weights
+from recsys.models.explain import because_sparse, checked_pairs
 
 
 class ItemKNNConfig(ModelConfig):
@@ -113,7 +113,7 @@ class ItemKNNRecommender(Recommender):
     def explain(self, user_indices: np.ndarray | list[int], item_indices: np.ndarray | list[int]) -> np.ndarray:
         """The seen item ``i`` with the largest term ``x_ui * similarity[i, j]`` of each entry's score."""
         users, items = checked_pairs(self, user_indices, item_indices)
-        return because_items(self.user_items, users, items, sparse_pair_weights(self.similarity))
+        return because_sparse(self.user_items, users, items, self.similarity)
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {}, sparse_to_arrays("similarity", self.similarity)

@@ -37,7 +37,7 @@ from recsys.models.base import (
     sparse_to_arrays,
     top_n_sparse,
 )
-from recsys.models.explain import because_items, checked_pairs, sparse_pair_weights
+from recsys.models.explain import because_sparse, checked_pairs
 from recsys.models.topk import sparse_product_top_n
 
 # Nonzeros of one chunk of pair-indicator columns when counting triples (bounds memory).
@@ -346,7 +346,7 @@ class RulesRecommender(Recommender):
         Entries reached only through a triple rule {a, b} -> j get -1.
         """
         users, items = checked_pairs(self, user_indices, item_indices)
-        return because_items(_binary(self.user_items), users, items, sparse_pair_weights(self.rules[self._config.rank_by]))
+        return because_sparse(self.user_items, users, items, self.rules[self._config.rank_by], "nonzero")
 
     # ------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
