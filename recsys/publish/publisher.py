@@ -265,9 +265,10 @@ class _BecauseCodes:
         self._titles: list[np.ndarray] = []
         self._index: pd.Index | None = None
         self._catalog_titles = np.array([], dtype=object)
+        self._catalog_ids: pa.Array = pa.array([], type=pa.string())
         self._extra: dict[str, int] = {}
-        #: width -> codes used at that width
-        self.used: dict[int, set[int]] = {}
+        #: width -> which codes are used at that width (a flag per code)
+        self.used: dict[int, np.ndarray] = {}
 
     def add_catalog(self, ids: pa.Array, titles: pa.Array) -> None:
         self._ids.append(np.asarray(ids.to_pylist(), dtype=object))
@@ -281,18 +282,21 @@ class _BecauseCodes:
             first = ~pd.Index(ids, dtype=object).duplicated()
             self._index = pd.Index(ids[first], dtype=object)
             self._catalog_titles = titles[first]
+            self._catalog_ids = pa.array(ids[first].tolist(), type=pa.string())
         return self._index
 
     def codes(self, because: pa.Array) -> np.ndarray:
         """Codes of a flat string array of because ids (null or "" = none: -1)."""
-        values = because.to_numpy(zero_copy_only=False)
-        present = pc.fill_null(pc.not_equal(because, ""), False).to_numpy(zero_copy_only=False)
         catalog = self._catalog()
-        codes = np.full(len(values), -1, dtype=np.int64)
-        if present.any():
-            codes[present] = catalog.get_indexer(values[present])
+        because = because.cast(pa.string()) if because.type != pa.string() else because
+        present = pc.fill_null(pc.not_equal(because, ""), False).to_numpy(zero_copy_only=False)
+        # Arrow's hash lookup: no Python string per entry.
+        found = pc.index_in(because, value_set=self._catalog_ids)
+        codes = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        codes[~present] = -1
         missing = present & (codes < 0)
         if missing.any():
+            values = because.to_numpy(zero_copy_only=False)
             for value in pd.unique(values[missing]):
                 self._extra.setdefault(str(value), len(catalog) + len(self._extra))
             codes[missing] = [self._extra[str(v)] for v in values[missing]]
@@ -300,8 +304,13 @@ class _BecauseCodes:
 
     def width(self, codes: np.ndarray) -> int:
         """Characters a code in a batch of these codes, recorded with the codes used."""
-        width = code_width(int(codes.max(initial=0)))
-        self.used.setdefault(width, set()).update(np.unique(codes[codes >= 0]).tolist())
+        largest = int(codes.max(initial=0))
+        width = code_width(largest)
+        used = self.used.get(width, np.zeros(0, dtype=np.bool_))
+        if len(used) <= largest:
+            used = np.concatenate([used, np.zeros(max(largest + 1, 2 * len(used)) - len(used), dtype=np.bool_)])
+            self.used[width] = used
+        used[codes[codes >= 0]] = True
         return width
 
     def write(self, writer: _HashWriter, key: str) -> int:
@@ -310,7 +319,9 @@ class _BecauseCodes:
         by_code = {code: item for item, code in self._extra.items()}
         written = 0
         for width, used in sorted(self.used.items()):
-            codes = np.asarray(sorted(used), dtype=np.int64)
+            codes = np.flatnonzero(used).astype(np.int64)
+            if not len(codes):
+                continue
             fields = encode_codes(codes, width).tobytes().decode("ascii")
             for start in range(0, len(codes), 1000):
                 chunk = codes[start : start + 1000].tolist()
